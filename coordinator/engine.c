@@ -1,0 +1,626 @@
+/*
+ * engine.c - apply, publish, undo and reclaim over the data object.
+ *
+ * Every change made while applying a batch is recorded as a pending action
+ * tagged with the batch's LSN:
+ *   ACT_HEAD     a document's head moved from `old` to `new_off` (undo: put
+ *                `old` back or mark the slot deleted; the new version was
+ *                reachable, so it is retired, not freed)
+ *   ACT_SUPERSEDE `old` stopped being the newest version (publish: retire
+ *                it; undo: its end_lsn goes back to "newest")
+ *   ACT_CATALOG  the catalog moved from `old` (publish: retire old; undo:
+ *                restore old and retire the new one)
+ *   ACT_RETIRE   a block to retire whatever happens (a grown table's old
+ *                array)
+ *   ACT_NEWCOLL  a collection created by this batch (undo: retire it)
+ *   ACT_TOMB     a tombstone (publish: queue the slot's removal)
+ *   ACT_DROP     a collection dropped (publish: queue its reclamation)
+ * Publication walks the list forwards, undo walks it backwards.
+ */
+#include "engine.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "dotdb.h"
+#include "index.h"
+#include "snap.h"
+#include "wire.h"
+
+enum act_kind { ACT_HEAD, ACT_SUPERSEDE, ACT_CATALOG, ACT_RETIRE, ACT_NEWCOLL, ACT_TOMB, ACT_DROP };
+
+typedef struct action {
+    uint64_t lsn;
+    int kind;
+    uint64_t coll_off;
+    uint64_t old;      /* previous head / catalog / superseded version */
+    uint64_t new_off;  /* new version / tombstone / dropped collection */
+    size_t bytes;      /* size of the block to retire (old or new, per kind) */
+    int64_t d_docs;    /* stats delta this action made (undo reverses) */
+    int64_t d_bytes;
+} action;
+
+typedef struct deferred {
+    uint64_t lsn;      /* the LSN that made it invisible */
+    uint64_t coll_off;
+    uint64_t off;      /* tombstone version, or 0 for a dropped collection */
+} deferred;
+
+struct engine {
+    const dotdb_config *cfg;
+    shm_region *r;
+    uint64_t applied;
+    uint64_t published;
+    action *acts;
+    size_t n_acts, cap_acts;
+    deferred *defer;   /* FIFO by lsn */
+    size_t n_defer, cap_defer, defer_head;
+};
+
+static int push_act(engine *e, const action *a)
+{
+    if (e->n_acts == e->cap_acts) {
+        size_t cap = e->cap_acts ? e->cap_acts * 2 : 64;
+        action *p = realloc(e->acts, cap * sizeof *p);
+        if (p == NULL)
+            return DOTDB_ENOMEM;
+        e->acts = p;
+        e->cap_acts = cap;
+    }
+    e->acts[e->n_acts++] = *a;
+    return 0;
+}
+
+static int push_defer(engine *e, uint64_t lsn, uint64_t coll_off, uint64_t off)
+{
+    if (e->defer_head > 0 && e->defer_head == e->n_defer) {
+        e->defer_head = e->n_defer = 0;
+    }
+    if (e->n_defer == e->cap_defer) {
+        if (e->defer_head > e->cap_defer / 2) {
+            memmove(e->defer, e->defer + e->defer_head,
+                    (e->n_defer - e->defer_head) * sizeof *e->defer);
+            e->n_defer -= e->defer_head;
+            e->defer_head = 0;
+        } else {
+            size_t cap = e->cap_defer ? e->cap_defer * 2 : 64;
+            deferred *p = realloc(e->defer, cap * sizeof *p);
+            if (p == NULL)
+                return DOTDB_ENOMEM;
+            e->defer = p;
+            e->cap_defer = cap;
+        }
+    }
+    e->defer[e->n_defer++] = (deferred){lsn, coll_off, off};
+    return 0;
+}
+
+int engine_create(const dotdb_config *cfg, uint64_t epoch, engine **out, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    engine *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return DOTDB_ENOMEM;
+    e->cfg = cfg;
+    int rc = region_create(cfg->buffer_pool_size, cfg->max_size, epoch, &e->r, err, errlen);
+    if (rc != 0) {
+        free(e);
+        return rc;
+    }
+    shm_header *h = region_header(e->r);
+    atomic_store_explicit(&h->max_document_size, cfg->max_document_size, memory_order_relaxed);
+    atomic_store_explicit(&h->max_depth, cfg->max_depth, memory_order_relaxed);
+    uint64_t old;
+    size_t old_bytes;
+    /* An empty catalog, so readers always find one. */
+    rc = catalog_purge(e->r, 0, &old, &old_bytes);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot allocate the catalog: %s", dotdb_strerror(rc));
+        engine_destroy(e);
+        return rc;
+    }
+    engine_set_base_lsn(e, 1);
+    *out = e;
+    return 0;
+}
+
+void engine_destroy(engine *e)
+{
+    if (e == NULL)
+        return;
+    region_destroy(e->r);
+    free(e->acts);
+    free(e->defer);
+    free(e);
+}
+
+shm_region *engine_region(engine *e) { return e->r; }
+uint64_t engine_applied_lsn(const engine *e) { return e->applied; }
+uint64_t engine_published_lsn(const engine *e) { return e->published; }
+
+void engine_set_base_lsn(engine *e, uint64_t lsn)
+{
+    assert(e->n_acts == 0);
+    e->applied = e->published = lsn;
+    /* seq_cst: pairs with the readers' validation load (readers.h). */
+    atomic_store_explicit(&region_header(e->r)->commit_lsn, lsn, memory_order_seq_cst);
+}
+
+/* ---- applying one operation ---- */
+
+typedef struct apply_ctx {
+    engine *e;
+    uint64_t lsn;
+    uint64_t snapshot;
+    char *err;
+    size_t errlen;
+    uint32_t opno;
+} apply_ctx;
+
+static shm_coll *coll_ptr(engine *e, const shm_cat_entry *ce)
+{
+    return region_ptr(e->r, ce->coll_off);
+}
+
+static int create_coll(apply_ctx *ax, const batch_op *op, shm_cat_entry **out)
+{
+    engine *e = ax->e;
+    uint64_t coll_off, old_cat;
+    size_t old_bytes;
+    int rc = idx_coll_new(e->r, e->cfg->hash_bucket_count, ax->lsn, &coll_off);
+    if (rc != 0)
+        return rc;
+    rc = catalog_add(e->r, op->coll, op->coll_len, ax->lsn, coll_off, &old_cat, &old_bytes);
+    if (rc != 0) {
+        shm_coll *c = region_ptr(e->r, coll_off);
+        shm_table *t = region_ptr(e->r, atomic_load(&c->table_off));
+        region_free(e->r, atomic_load(&c->table_off), idx_table_bytes(t));
+        region_free(e->r, coll_off, sizeof(shm_coll));
+        return rc;
+    }
+    if ((rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_NEWCOLL, .coll_off = coll_off})) ||
+        (rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_CATALOG, .old = old_cat,
+                                    .bytes = old_bytes})))
+        return rc;
+    *out = catalog_find_live(e->r, op->coll, op->coll_len);
+    return 0;
+}
+
+static int check_conflict(apply_ctx *ax, const shm_cat_entry *ce, uint64_t head)
+{
+    if (ax->snapshot == 0)
+        return 0;
+    const shm_version *h = region_ptr(ax->e->r, head);
+    if (ce->create_lsn > ax->snapshot || (h && h->begin_lsn > ax->snapshot)) {
+        snprintf(ax->err, ax->errlen,
+                 "transaction conflict: document \"%.*s\" in \"%.*s\" changed after snapshot %" PRIu64,
+                 h ? (int)h->id_len : 0, h ? ver_id(h) : "", (int)ce->name_len, ce->name,
+                 ax->snapshot);
+        return DOTDB_ECONFLICT;
+    }
+    return 0;
+}
+
+/* Link a new version (doc, or a tombstone when doc == NULL) as the head. */
+static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t id_len,
+                        size_t id_pos, const uint8_t *doc, size_t doc_len)
+{
+    engine *e = ax->e;
+    shm_coll *c = coll_ptr(e, ce);
+    uint64_t slot, head = idx_find(e->r, c, id, id_len, &slot);
+    int rc = check_conflict(ax, ce, head);
+    if (rc != 0)
+        return rc;
+    size_t data_len = doc ? doc_len : id_len;
+    uint64_t off = region_alloc(e->r, version_bytes(data_len), &rc);
+    if (off == 0) {
+        snprintf(ax->err, ax->errlen, "shared memory is full (memory.max_size %" PRIu64 " bytes)",
+                 e->cfg->max_size);
+        return rc;
+    }
+    shm_version *v = region_ptr(e->r, off);
+    v->begin_lsn = ax->lsn;
+    atomic_store_explicit(&v->end_lsn, UINT64_MAX, memory_order_relaxed);
+    atomic_store_explicit(&v->prev_off, head, memory_order_relaxed);
+    v->doc_len = doc ? (uint32_t)doc_len : 0;
+    v->alloc_size = (uint32_t)version_bytes(data_len);
+    v->id_pos = doc ? (uint32_t)id_pos : 0;
+    v->id_len = (uint16_t)id_len;
+    v->flags = doc ? 0 : VER_TOMBSTONE;
+    memcpy(v->data, doc ? (const void *)doc : (const void *)id, data_len);
+
+    uint64_t old_table;
+    size_t old_table_bytes;
+    rc = idx_set_head(e->r, c, slot, off, snap_id_hash(id, id_len), &old_table, &old_table_bytes);
+    if (rc != 0) {
+        region_free(e->r, off, v->alloc_size); /* never linked */
+        snprintf(ax->err, ax->errlen, "shared memory is full while growing the index");
+        return rc;
+    }
+    const shm_version *hv = region_ptr(e->r, head);
+    int was_live = hv && !(hv->flags & VER_TOMBSTONE);
+    action a = {.lsn = ax->lsn, .kind = ACT_HEAD, .coll_off = ce->coll_off, .old = head,
+                .new_off = off, .bytes = v->alloc_size};
+    a.d_docs = (doc ? 1 : 0) - (was_live ? 1 : 0);
+    a.d_bytes = (int64_t)(doc ? doc_len : 0) - (int64_t)(was_live ? hv->doc_len : 0);
+    atomic_fetch_add_explicit(&c->live_docs, (uint64_t)a.d_docs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->live_bytes, (uint64_t)a.d_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->versions, 1, memory_order_relaxed);
+    if (old_table &&
+        (rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_RETIRE, .old = old_table,
+                                    .bytes = old_table_bytes})))
+        return rc;
+    if ((rc = push_act(e, &a)) != 0)
+        return rc;
+    if (head) {
+        shm_version *old = region_ptr(e->r, head);
+        atomic_store_explicit(&old->end_lsn, ax->lsn, memory_order_release);
+        rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_SUPERSEDE, .coll_off = ce->coll_off,
+                                   .old = head, .new_off = off, .bytes = old->alloc_size});
+        if (rc != 0)
+            return rc;
+    }
+    if (!doc)
+        rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_TOMB, .coll_off = ce->coll_off,
+                                   .new_off = off});
+    return rc;
+}
+
+static int op_write_doc(apply_ctx *ax, const batch_op *op)
+{
+    engine *e = ax->e;
+    const char *id;
+    size_t id_len;
+    if (op->doc_len > e->cfg->max_document_size) {
+        snprintf(ax->err, ax->errlen, "document of %zu bytes exceeds limits.max_document_size (%" PRIu64 ")",
+                 op->doc_len, e->cfg->max_document_size);
+        return DOTDB_ETOOBIG;
+    }
+    int rc = codec_validate_doc(op->doc, op->doc_len, (int)e->cfg->max_depth, &id, &id_len,
+                                ax->err, ax->errlen);
+    if (rc != 0)
+        return rc;
+    if (op->id_len && (op->id_len != id_len || memcmp(op->id, id, id_len) != 0)) {
+        snprintf(ax->err, ax->errlen, "the document's id \"%.*s\" differs from \"%.*s\"",
+                 (int)id_len, id, (int)op->id_len, op->id);
+        return DOTDB_EBADID;
+    }
+    shm_cat_entry *ce = catalog_find_live(e->r, op->coll, op->coll_len);
+    if (ce == NULL) {
+        if (op->kind == BOP_UPDATE) {
+            snprintf(ax->err, ax->errlen, "collection \"%.*s\" does not exist", (int)op->coll_len,
+                     op->coll);
+            return DOTDB_ENOCOLL;
+        }
+        if ((rc = create_coll(ax, op, &ce)) != 0)
+            return rc;
+    }
+    if (op->kind == BOP_UPDATE) {
+        uint64_t slot, head = idx_find(e->r, coll_ptr(e, ce), id, id_len, &slot);
+        const shm_version *hv = region_ptr(e->r, head);
+        if (hv == NULL || (hv->flags & VER_TOMBSTONE)) {
+            snprintf(ax->err, ax->errlen, "document \"%.*s\" not found in collection \"%.*s\"",
+                     (int)id_len, id, (int)op->coll_len, op->coll);
+            return DOTDB_ENOTFOUND;
+        }
+    }
+    return link_version(ax, ce, id, id_len, (size_t)(id - (const char *)op->doc), op->doc,
+                        op->doc_len);
+}
+
+static int op_delete_or_check(apply_ctx *ax, const batch_op *op)
+{
+    engine *e = ax->e;
+    shm_cat_entry *ce = catalog_find_live(e->r, op->coll, op->coll_len);
+    if (ce == NULL) {
+        snprintf(ax->err, ax->errlen, "collection \"%.*s\" does not exist", (int)op->coll_len,
+                 op->coll);
+        return op->kind == BOP_CHECK && ax->snapshot ? DOTDB_ECONFLICT : DOTDB_ENOCOLL;
+    }
+    uint64_t slot, head = idx_find(e->r, coll_ptr(e, ce), op->id, op->id_len, &slot);
+    if (op->kind == BOP_CHECK)
+        return check_conflict(ax, ce, head);
+    const shm_version *hv = region_ptr(e->r, head);
+    if (hv == NULL || (hv->flags & VER_TOMBSTONE)) {
+        int rc = check_conflict(ax, ce, head);
+        if (rc != 0)
+            return rc;
+        snprintf(ax->err, ax->errlen, "document \"%.*s\" not found in collection \"%.*s\"",
+                 (int)op->id_len, op->id, (int)op->coll_len, op->coll);
+        return DOTDB_ENOTFOUND;
+    }
+    return link_version(ax, ce, op->id, op->id_len, 0, NULL, 0);
+}
+
+static int op_collection(apply_ctx *ax, const batch_op *op)
+{
+    engine *e = ax->e;
+    shm_cat_entry *ce = catalog_find_live(e->r, op->coll, op->coll_len);
+    if (op->kind == BOP_CREATE_COLL) {
+        if (ce != NULL) {
+            snprintf(ax->err, ax->errlen, "collection \"%.*s\" already exists", (int)op->coll_len,
+                     op->coll);
+            return DOTDB_EEXISTS;
+        }
+        return create_coll(ax, op, &ce);
+    }
+    if (ce == NULL) {
+        snprintf(ax->err, ax->errlen, "collection \"%.*s\" does not exist", (int)op->coll_len,
+                 op->coll);
+        return DOTDB_ENOCOLL;
+    }
+    uint64_t coll_off = ce->coll_off, old_cat;
+    size_t old_bytes;
+    int rc = catalog_mark_dropped(e->r, op->coll, op->coll_len, ax->lsn, &old_cat, &old_bytes);
+    if (rc != 0)
+        return rc;
+    if ((rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_CATALOG, .old = old_cat,
+                                    .bytes = old_bytes})))
+        return rc;
+    return push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_DROP, .coll_off = coll_off});
+}
+
+static int apply_op(apply_ctx *ax, const batch_op *op)
+{
+    if (!name_is_valid(op->coll, op->coll_len)) {
+        snprintf(ax->err, ax->errlen, "invalid collection name \"%.*s\" (expected 1 to 64 of "
+                 "A-Z a-z 0-9 _ . -, not starting with . or -)",
+                 (int)(op->coll_len > 80 ? 80 : op->coll_len), op->coll);
+        return DOTDB_EBADNAME;
+    }
+    if (op->id_len > DOTDB_ID_MAX || ((op->kind == BOP_DELETE || op->kind == BOP_CHECK) &&
+                                      op->id_len == 0)) {
+        snprintf(ax->err, ax->errlen, "id must be a string of 1 to %d bytes", DOTDB_ID_MAX);
+        return DOTDB_EBADID;
+    }
+    switch (op->kind) {
+    case BOP_PUT:
+    case BOP_UPDATE:
+        return op_write_doc(ax, op);
+    case BOP_DELETE:
+    case BOP_CHECK:
+        return op_delete_or_check(ax, op);
+    default:
+        return op_collection(ax, op);
+    }
+}
+
+int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
+                 size_t len, char *err, size_t errlen)
+{
+    assert(lsn == e->applied + 1);
+    batch_iter it;
+    batch_op op;
+    apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen};
+    int rc = batch_iter_init(&it, batch, len, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (it.nops == 0) {
+        snprintf(err, errlen, "empty batch");
+        return DOTDB_EINVAL;
+    }
+    while ((rc = batch_next(&it, &op, err, errlen)) == 1) {
+        char inner[400] = "";
+        ax.err = inner;
+        ax.errlen = sizeof inner;
+        rc = apply_op(&ax, &op);
+        if (rc != 0) {
+            if (it.nops > 1)
+                snprintf(err, errlen, "operation %u: %s", ax.opno, inner[0] ? inner : dotdb_strerror(rc));
+            else
+                snprintf(err, errlen, "%s", inner[0] ? inner : dotdb_strerror(rc));
+            break;
+        }
+        ax.opno++;
+    }
+    if (rc != 0) {
+        e->applied = lsn; /* so engine_undo covers this batch's actions */
+        engine_undo(e, lsn);
+        return rc;
+    }
+    e->applied = lsn;
+    return 0;
+}
+
+/* ---- publish / undo ---- */
+
+void engine_publish(engine *e, uint64_t lsn)
+{
+    assert(lsn <= e->applied && lsn >= e->published);
+    size_t i = 0;
+    for (; i < e->n_acts && e->acts[i].lsn <= lsn; i++) {
+        action *a = &e->acts[i];
+        switch (a->kind) {
+        case ACT_SUPERSEDE:
+            (void)region_retire(e->r, RETIRE_VERSION, a->old, a->bytes, a->new_off);
+            break;
+        case ACT_CATALOG:
+        case ACT_RETIRE:
+            (void)region_retire(e->r, RETIRE_BLOCK, a->old, a->bytes, 0);
+            break;
+        case ACT_TOMB:
+            (void)push_defer(e, a->lsn, a->coll_off, a->new_off);
+            break;
+        case ACT_DROP:
+            (void)push_defer(e, a->lsn, a->coll_off, 0);
+            break;
+        default:
+            break;
+        }
+    }
+    memmove(e->acts, e->acts + i, (e->n_acts - i) * sizeof *e->acts);
+    e->n_acts -= i;
+    e->published = lsn;
+    /* seq_cst: pairs with the readers' validation load and orders this
+     * publication before any later reclaim scan (readers.h). */
+    atomic_store_explicit(&region_header(e->r)->commit_lsn, lsn, memory_order_seq_cst);
+}
+
+static void retire_collection(engine *e, uint64_t coll_off);
+
+static void undo_one(engine *e, action *a)
+{
+    shm_coll *c = region_ptr(e->r, a->coll_off);
+    switch (a->kind) {
+    case ACT_HEAD: {
+        shm_version *v = region_ptr(e->r, a->new_off);
+        if (a->old) {
+            uint64_t slot;
+            shm_table *t = region_ptr(e->r, atomic_load(&c->table_off));
+            idx_find(e->r, c, ver_id(v), v->id_len, &slot);
+            assert(slot != UINT64_MAX);
+            uint64_t w = (TABLE_TAG(snap_id_hash(ver_id(v), v->id_len)) << TABLE_OFF_BITS) | a->old;
+            atomic_store_explicit(&t->slots[slot], w, memory_order_release);
+        } else {
+            idx_remove_if_head(e->r, c, ver_id(v), v->id_len, a->new_off);
+        }
+        atomic_fetch_sub_explicit(&c->live_docs, (uint64_t)a->d_docs, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->live_bytes, (uint64_t)a->d_bytes, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->versions, 1, memory_order_relaxed);
+        (void)region_retire(e->r, RETIRE_BLOCK, a->new_off, a->bytes, 0);
+        break;
+    }
+    case ACT_SUPERSEDE: {
+        shm_version *old = region_ptr(e->r, a->old);
+        atomic_store_explicit(&old->end_lsn, UINT64_MAX, memory_order_release);
+        break;
+    }
+    case ACT_CATALOG: {
+        uint64_t cur;
+        size_t cur_bytes;
+        catalog_restore(e->r, a->old, &cur, &cur_bytes);
+        (void)region_retire(e->r, RETIRE_BLOCK, cur, cur_bytes, 0);
+        break;
+    }
+    case ACT_RETIRE:
+        (void)region_retire(e->r, RETIRE_BLOCK, a->old, a->bytes, 0);
+        break;
+    case ACT_NEWCOLL:
+        retire_collection(e, a->coll_off);
+        break;
+    default: /* ACT_TOMB, ACT_DROP: nothing happened yet */
+        break;
+    }
+}
+
+void engine_undo(engine *e, uint64_t from_lsn)
+{
+    while (e->n_acts && e->acts[e->n_acts - 1].lsn >= from_lsn) {
+        undo_one(e, &e->acts[e->n_acts - 1]);
+        e->n_acts--;
+    }
+    if (from_lsn <= e->applied)
+        e->applied = from_lsn - 1;
+}
+
+/* ---- reclamation ---- */
+
+/* Retire a collection that no snapshot can see: every version, the
+ * table and the collection block. */
+static void retire_collection(engine *e, uint64_t coll_off)
+{
+    shm_coll *c = region_ptr(e->r, coll_off);
+    uint64_t toff = atomic_load_explicit(&c->table_off, memory_order_relaxed);
+    shm_table *t = region_ptr(e->r, toff);
+    for (uint64_t i = 0; i < t->nslots; i++) {
+        uint64_t w = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+        if (w == TABLE_EMPTY || w == TABLE_DELETED)
+            continue;
+        /* Older versions were retired when they were superseded; only the
+         * heads are left to retire here. */
+        shm_version *v = region_ptr(e->r, w & TABLE_OFF_MASK);
+        (void)region_retire(e->r, RETIRE_BLOCK, w & TABLE_OFF_MASK, v->alloc_size, 0);
+    }
+    (void)region_retire(e->r, RETIRE_BLOCK, toff, idx_table_bytes(t), 0);
+    (void)region_retire(e->r, RETIRE_BLOCK, coll_off, sizeof(shm_coll), 0);
+}
+
+void engine_reclaim(engine *e, uint64_t min_active)
+{
+    /* A deleted document's slot (and a dropped collection) can go once no
+     * snapshot older than the delete remains: readers at or after it see
+     * "absent" either way. */
+    while (e->defer_head < e->n_defer) {
+        deferred *d = &e->defer[e->defer_head];
+        if (!(d->lsn <= min_active && d->lsn <= e->published))
+            break;
+        if (d->off) {
+            shm_coll *c = region_ptr(e->r, d->coll_off);
+            shm_version *t = region_ptr(e->r, d->off);
+            uint64_t slot, head = idx_find(e->r, c, ver_id(t), t->id_len, &slot);
+            if (head == d->off) {
+                idx_remove_if_head(e->r, c, ver_id(t), t->id_len, d->off);
+                atomic_fetch_sub_explicit(&c->versions, 1, memory_order_relaxed);
+                (void)region_retire(e->r, RETIRE_BLOCK, d->off, t->alloc_size, 0);
+            }
+        } else {
+            uint64_t old_cat;
+            size_t old_bytes;
+            if (catalog_purge(e->r, d->lsn, &old_cat, &old_bytes) != 0)
+                break; /* out of memory: try again later */
+            (void)region_retire(e->r, RETIRE_BLOCK, old_cat, old_bytes, 0);
+            retire_collection(e, d->coll_off);
+        }
+        e->defer_head++;
+    }
+    if (e->defer_head == e->n_defer)
+        e->defer_head = e->n_defer = 0;
+    region_reclaim(e->r, min_active);
+}
+
+/* ---- statistics ---- */
+
+static int coll_json(engine *e, const shm_cat_entry *ce, dbuf *out)
+{
+    shm_coll *c = coll_ptr(e, ce);
+    shm_table *t = region_ptr(e->r, atomic_load(&c->table_off));
+    char buf[512];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"name\":\"%.*s\",\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64
+                     ",\"versions\":%" PRIu64 ",\"index_slots\":%" PRIu64
+                     ",\"created_lsn\":%" PRIu64 "}",
+                     (int)ce->name_len, ce->name, atomic_load(&c->live_docs),
+                     atomic_load(&c->live_bytes), atomic_load(&c->versions), t->nslots,
+                     ce->create_lsn);
+    return dbuf_append(out, buf, (size_t)n);
+}
+
+int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out)
+{
+    if (coll) {
+        shm_cat_entry *ce = catalog_find_live(e->r, coll, coll_len);
+        return ce ? coll_json(e, ce, out) : DOTDB_ENOCOLL;
+    }
+    shm_catalog *cat = catalog_current(e->r);
+    int rc = dbuf_putc(out, '[');
+    int first = 1;
+    for (uint32_t i = 0; rc == 0 && cat && i < cat->count; i++) {
+        if (cat->entries[i].drop_lsn != UINT64_MAX)
+            continue;
+        if (!first)
+            rc = dbuf_putc(out, ',');
+        first = 0;
+        if (rc == 0)
+            rc = coll_json(e, &cat->entries[i], out);
+    }
+    return rc ? rc : dbuf_putc(out, ']');
+}
+
+int engine_memory_json(engine *e, dbuf *out)
+{
+    region_stats st;
+    region_get_stats(e->r, &st);
+    char buf[512];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"shm_size\":%" PRIu64 ",\"shm_max_size\":%" PRIu64 ",\"shm_used\":%" PRIu64
+                     ",\"shm_in_use\":%" PRIu64 ",\"retired_bytes\":%" PRIu64
+                     ",\"retired_blocks\":%" PRIu64 ",\"pending_actions\":%zu}",
+                     st.size, st.max_size, st.top, st.in_use, st.retired, st.retired_items,
+                     e->n_acts);
+    return dbuf_append(out, buf, (size_t)n);
+}

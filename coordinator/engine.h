@@ -1,0 +1,70 @@
+/*
+ * engine.h - the coordinator's state machine over the data object:
+ * validate and apply a batch (unpublished), publish, undo, reclaim.
+ *
+ * The commit path (commit.c) drives it: for each request of a group it
+ * calls engine_apply() with the next LSN, appends the batch to the WAL,
+ * and once the WAL is written (and synced per sync_mode) calls
+ * engine_publish() with the group's last LSN.  If the WAL write fails it
+ * calls engine_undo() and fails the whole group.  Recovery feeds every WAL
+ * record through engine_apply() + engine_publish().
+ *
+ * Applied but unpublished versions carry begin_lsn > commit_lsn, so no
+ * reader sees them.  Memory that stops being reachable is retired at
+ * publication (or undo), never freed while a snapshot might hold it.
+ * Single-threaded: only the coordinator's loop thread calls these.
+ */
+#ifndef DOTDB_ENGINE_H
+#define DOTDB_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "region.h"
+
+typedef struct engine engine;
+
+/* Create the data object per cfg (buffer_pool_size, max_size) and publish
+ * an empty database at LSN 1.  *out owned by the caller (engine_destroy). */
+int engine_create(const dotdb_config *cfg, uint64_t epoch, engine **out, char *err,
+                  size_t errlen);
+void engine_destroy(engine *e);
+shm_region *engine_region(engine *e);
+
+/*
+ * Validate and apply the batch (wire.h encoding, untrusted) at `lsn`,
+ * which must be engine_applied_lsn() + 1.  snapshot_lsn: 0 for a plain
+ * write, else the snapshot of an optimistic transaction (DOTDB_ECONFLICT if
+ * anything it writes or checks changed after it).  All or nothing: on
+ * failure every change of this batch is undone and the LSN stays unused;
+ * err names the operation and the reason.
+ */
+int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
+                 size_t len, char *err, size_t errlen);
+
+/* Make everything applied up to `lsn` visible (seq_cst store of
+ * commit_lsn) after retiring what it superseded. */
+void engine_publish(engine *e, uint64_t lsn);
+
+/* Undo every applied, unpublished batch with LSN >= from_lsn. */
+void engine_undo(engine *e, uint64_t from_lsn);
+
+/* Free what no snapshot can reach; min_active = smallest nonzero reader
+ * slot LSN (UINT64_MAX when none).  Also removes deleted documents' slots
+ * and dropped collections once invisible. */
+void engine_reclaim(engine *e, uint64_t min_active);
+
+uint64_t engine_applied_lsn(const engine *e);
+uint64_t engine_published_lsn(const engine *e);
+/* Set the LSN of an empty engine before replay (checkpoint LSN). */
+void engine_set_base_lsn(engine *e, uint64_t lsn);
+
+/* Append a JSON object with per-collection statistics to out (coll NULL:
+ * an array of all collections; otherwise the one named, DOTDB_ENOCOLL). */
+int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out);
+/* Append the JSON statistics of the data object (memory) to out. */
+int engine_memory_json(engine *e, dbuf *out);
+
+#endif /* DOTDB_ENGINE_H */

@@ -1,0 +1,342 @@
+/*
+ * main.c - dotdbd: arguments, the data directory, configuration, recovery,
+ * daemonising, then the event loop (server.c).
+ *
+ * Start-up order matters for safety: take the directory's lock first (a
+ * second coordinator must not even read the WAL), then configuration,
+ * then rebuild the shared state from the WAL (I5: nothing of a previous
+ * coordinator's memory is trusted), and only then listen.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dotdb.h"
+#include "engine.h"
+#include "lockfile.h"
+#include "server.h"
+#include "wal.h"
+
+#define DOTDBD_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dotdbd --db DIR [--config FILE] [--foreground]\n"
+            "\n"
+            "The DotDB coordinator: owns the data directory DIR (its WAL and files),\n"
+            "serves clients on DIR/dotdb.sock and shares the database with them\n"
+            "through shared memory.\n"
+            "\n"
+            "  --db DIR        data directory (created 0700 if missing); default: the\n"
+            "                  storage.data_directory of --config\n"
+            "  --config FILE   configuration (JSON), applied after DIR/system/config.json\n"
+            "  --foreground    stay in the foreground, log to stderr\n"
+            "  --help-config   list every configuration key\n"
+            "  --version\n"
+            "\n"
+            "Without --foreground dotdbd returns once the database accepts connections\n"
+            "(exit 0) or start-up failed (exit 1, reason on stderr); the daemon logs to\n"
+            "DIR/dotdbd.log.  SIGTERM or SIGINT stops it cleanly.\n");
+}
+
+typedef struct opts {
+    const char *dir;
+    const char *config;
+    int foreground;
+} opts;
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, 0, 'd'},       {"config", required_argument, 0, 'c'},
+        {"foreground", no_argument, 0, 'f'},     {"help", no_argument, 0, 'h'},
+        {"help-config", no_argument, 0, 'H'},    {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "d:c:fh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->dir = optarg; break;
+        case 'c': o->config = optarg; break;
+        case 'f': o->foreground = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'H': fputs(config_help(), stdout); exit(0);
+        case 'V': printf("dotdbd %s\n", DOTDBD_VERSION); exit(0);
+        default:
+            fprintf(stderr, "dotdbd: unknown or incomplete option \"%s\" (see dotdbd --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dotdbd: unexpected argument \"%s\" (see dotdbd --help)\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static int mkdir_private(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL || slash == parent)
+        return -1;
+    *slash = 0;
+    if (mkdir_private(parent, 0755) != 0)
+        return -1;
+    return (mkdir(path, mode) == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+/* DESIGN §2: the data directory must be local; shared-memory coherence and
+ * flock mean nothing on a network file system. */
+static int check_local_fs(const char *dir)
+{
+    struct statfs sf;
+    if (statfs(dir, &sf) != 0)
+        return 0;
+    switch ((unsigned long)sf.f_type) {
+    case 0x6969UL:     /* NFS */
+    case 0x517BUL:     /* SMB */
+    case 0xFF534D42UL: /* CIFS */
+    case 0xFE534D42UL: /* SMB2 */
+    case 0x5346414FUL: /* AFS */
+    case 0x73757245UL: /* CODA */
+        fprintf(stderr, "dotdbd: %s is on a network file system; DotDB needs a local "
+                "file system for its data directory\n", dir);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+static int prepare_dir(const char *dir, char *abs, size_t abslen)
+{
+    if (mkdir_private(dir, 0700) != 0) {
+        fprintf(stderr, "dotdbd: cannot create data directory %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    char buf[PATH_MAX];
+    if (realpath(dir, buf) == NULL || strlen(buf) >= abslen) {
+        fprintf(stderr, "dotdbd: cannot resolve %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(abs, abslen, "%s", buf);
+    struct stat st;
+    if (stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "dotdbd: %s is not a directory\n", abs);
+        return -1;
+    }
+    return check_local_fs(abs);
+}
+
+static int load_config(const opts *o, const char *dir, dotdb_config *cfg)
+{
+    char err[1024], warn[2048], path[PATH_MAX + 32];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/system/config.json", dir);
+    const char *files[2] = {stat(path, &st) == 0 ? path : NULL, o->config};
+    for (int i = 0; i < 2; i++) {
+        if (files[i] == NULL)
+            continue;
+        warn[0] = 0;
+        int rc = config_apply_file(cfg, files[i], err, sizeof err, warn, sizeof warn);
+        if (warn[0])
+            fprintf(stderr, "dotdbd: warning: %s%s", warn, warn[strlen(warn) - 1] == '\n' ? "" : "\n");
+        if (rc != 0) {
+            fprintf(stderr, "dotdbd: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct replay_ctx {
+    engine *e;
+    uint64_t applied;
+} replay_ctx;
+
+static int replay_one(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *p, size_t len)
+{
+    replay_ctx *rc = ctx;
+    char err[512];
+    if (type != WAL_REC_BATCH)
+        return 0;
+    if (lsn != engine_applied_lsn(rc->e) + 1) {
+        if (rc->applied == 0 && lsn > engine_applied_lsn(rc->e))
+            engine_set_base_lsn(rc->e, lsn - 1);
+        else {
+            fprintf(stderr, "dotdbd: WAL record %" PRIu64 " does not follow %" PRIu64 "\n", lsn,
+                    engine_applied_lsn(rc->e));
+            return DOTDB_ECORRUPT;
+        }
+    }
+    int r = engine_apply(rc->e, lsn, 0, p, len, err, sizeof err);
+    if (r != 0) {
+        fprintf(stderr, "dotdbd: cannot replay WAL record %" PRIu64 ": %s\n", lsn, err);
+        return r;
+    }
+    engine_publish(rc->e, lsn);
+    if (++rc->applied % 4096 == 0)
+        engine_reclaim(rc->e, UINT64_MAX);
+    return 0;
+}
+
+/* Fork; the parent waits for the child's "ok" on a pipe and exits with its
+ * verdict.  Returns the write end of the pipe in the child. */
+static int daemonize(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        perror("dotdbd: pipe");
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("dotdbd: fork");
+        exit(1);
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char buf[8];
+        ssize_t n;
+        do
+            n = read(p[0], buf, sizeof buf);
+        while (n < 0 && errno == EINTR);
+        exit(n >= 2 && memcmp(buf, "ok", 2) == 0 ? 0 : 1);
+    }
+    close(p[0]);
+    setsid();
+    return p[1];
+}
+
+static int detach_stdio(const char *dir)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/dotdbd.log", dir);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (nul < 0 || log < 0) {
+        fprintf(stderr, "dotdbd: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    dup2(nul, 0);
+    dup2(nul, 1);
+    dup2(log, 2);
+    close(nul);
+    close(log);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    dotdb_config cfg;
+    config_defaults(&cfg);
+    char err[1024];
+    if (o.dir == NULL && o.config) {
+        /* The data directory may come from --config alone. */
+        dotdb_config probe;
+        config_defaults(&probe);
+        if (config_apply_file(&probe, o.config, err, sizeof err, NULL, 0) == 0 &&
+            probe.data_directory[0])
+            o.dir = strdup(probe.data_directory);
+    }
+    if (o.dir == NULL) {
+        fprintf(stderr, "dotdbd: no data directory: use --db DIR (see dotdbd --help)\n");
+        return 2;
+    }
+    static char dir[PATH_MAX];
+    umask(077);
+    if (prepare_dir(o.dir, dir, sizeof dir) != 0)
+        return 1;
+    lockfile lock;
+    if (lockfile_acquire(dir, &lock, err, sizeof err) != 0) {
+        fprintf(stderr, "dotdbd: %s\n", err);
+        return 1;
+    }
+    if (load_config(&o, dir, &cfg) != 0)
+        return 1;
+    if (chmod(dir, cfg.group[0] ? 0750 : 0700) != 0)
+        fprintf(stderr, "dotdbd: warning: cannot chmod %s: %s\n", dir, strerror(errno));
+    char sysdir[PATH_MAX + 16], waldir[PATH_MAX + 16];
+    snprintf(sysdir, sizeof sysdir, "%s/system", dir);
+    if (mkdir_private(sysdir, 0700) != 0) {
+        fprintf(stderr, "dotdbd: cannot create %s: %s\n", sysdir, strerror(errno));
+        return 1;
+    }
+    if (cfg.wal_directory[0])
+        snprintf(waldir, sizeof waldir, "%s", cfg.wal_directory);
+    else
+        snprintf(waldir, sizeof waldir, "%s/wal", dir);
+
+    int ready_fd = o.foreground ? -1 : daemonize();
+    if (!o.foreground) {
+        /* The lock is held by the parent's descriptor too until it exits;
+         * flock locks belong to the open file, which the child shares. */
+        atomic_store(&lock.word->pid, (uint64_t)getpid());
+    }
+
+    engine *eng = NULL;
+    wal *log = NULL;
+    rc = engine_create(&cfg, lockfile_epoch(&lock), &eng, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: cannot create the shared memory (memory.buffer_pool_size %" PRIu64
+                "): %s\n", cfg.buffer_pool_size, err);
+        goto fail;
+    }
+    rc = wal_open(waldir, cfg.segment_size, &log, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: %s\n", err);
+        goto fail;
+    }
+    replay_ctx rctx = {.e = eng};
+    wal_replay_info info;
+    rc = wal_replay(log, engine_applied_lsn(eng), replay_one, &rctx, &info, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: recovery failed: %s\n", err[0] ? err : dotdb_strerror(rc));
+        goto fail;
+    }
+    if (info.warning[0])
+        fprintf(stderr, "dotdbd: warning: %s\n", info.warning);
+    if (rctx.applied)
+        fprintf(stderr, "dotdbd: recovered %" PRIu64 " batches up to LSN %" PRIu64 "\n",
+                rctx.applied, engine_published_lsn(eng));
+    engine_reclaim(eng, UINT64_MAX);
+    rc = region_seal(engine_region(eng), err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: %s\n", err);
+        goto fail;
+    }
+    if (!o.foreground && detach_stdio(dir) != 0)
+        goto fail;
+    server_args sa = {.cfg = &cfg, .dir = dir, .eng = eng, .log = log, .lock = &lock,
+                      .ready_fd = ready_fd};
+    rc = server_run(&sa);
+    wal_close(log);
+    engine_destroy(eng);
+    lockfile_release(&lock);
+    return rc == 0 ? 0 : 1;
+fail:
+    wal_close(log);
+    engine_destroy(eng);
+    lockfile_release(&lock);
+    return 1;
+}

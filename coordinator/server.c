@@ -1,0 +1,772 @@
+/*
+ * server.c - the coordinator's libev loop: listening socket, access
+ * control, sessions, frames, the handshake, and group commit.
+ *
+ * Group commit (DESIGN §3, STYLE 18): the read callbacks validate and apply
+ * each batch at once (unpublished, so invisible) and append it to the WAL
+ * buffer; the prepare watcher, which libev runs once per loop turn right
+ * before it would block, writes everything buffered in one write(), does
+ * at most one fdatasync (sync_mode full), publishes the new commit LSN and
+ * queues every acknowledgement.  So N clients writing at once cost one
+ * fdatasync, not N.
+ *
+ * Responses on a connection leave in request order: every request's
+ * response is queued on its session and the queue is flushed after the
+ * group is published.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dotdb.h"
+#include "readers.h"
+#include "wire.h"
+
+#define READ_CHUNK (256u * 1024u)
+#define MAX_OUTPUT (256u * 1024u * 1024u) /* a client that never reads is dropped */
+
+typedef struct response {
+    wire_hdr h;
+    char *payload; /* owned */
+} response;
+
+typedef struct session {
+    struct server *srv;
+    int fd;
+    ev_io rio, wio;
+    dbuf in;
+    dbuf out;
+    size_t out_pos;
+    rdr_page *slots;        /* this connection's reader slots (I8) */
+    uint64_t ousted_mask;   /* slots expired by max_snapshot_age */
+    uint32_t conn_id;
+    pid_t pid;
+    uid_t uid;
+    int hello_done;
+    int closing;            /* close once the output is flushed */
+    response *resp;
+    size_t n_resp, cap_resp;
+    struct session *next, *prev;
+} session;
+
+typedef struct server {
+    const server_args *a;
+    struct ev_loop *loop;
+    int listen_fd;
+    char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    ev_io lio;
+    ev_prepare prep;
+    ev_signal sig_term, sig_int;
+    ev_timer tick;
+    session *sessions;
+    size_t n_sessions;
+    uint32_t next_conn_id;
+    int dirty;              /* batches appended since the last group commit */
+    int read_only;          /* after a failed fdatasync (never retried) */
+    char fail_reason[600];
+    uint64_t last_sync_ns;
+    uint64_t groups, batches, syncs;
+    time_t started;
+} server;
+
+static void session_close(session *s);
+static void flush_output(session *s);
+
+/* ---- responses ---- */
+
+static int queue_response(session *s, uint32_t req_id, uint16_t op, int status, uint64_t lsn,
+                          const void *payload, size_t len)
+{
+    if (s->n_resp == s->cap_resp) {
+        size_t cap = s->cap_resp ? s->cap_resp * 2 : 16;
+        response *p = realloc(s->resp, cap * sizeof *p);
+        if (p == NULL)
+            return DOTDB_ENOMEM;
+        s->resp = p;
+        s->cap_resp = cap;
+    }
+    response *r = &s->resp[s->n_resp];
+    r->h = (wire_hdr){.len = (uint32_t)len, .req_id = req_id, .op = op, .status = status, .lsn = lsn};
+    r->payload = NULL;
+    if (len) {
+        r->payload = malloc(len);
+        if (r->payload == NULL)
+            return DOTDB_ENOMEM;
+        memcpy(r->payload, payload, len);
+    }
+    s->n_resp++;
+    return 0;
+}
+
+static void queue_error(session *s, uint32_t req_id, uint16_t op, int status, const char *msg)
+{
+    if (queue_response(s, req_id, op, status, 0, msg, strlen(msg)) != 0)
+        s->closing = 1;
+}
+
+/* Move queued responses into the output buffer and write what we can. */
+static void send_responses(session *s)
+{
+    for (size_t i = 0; i < s->n_resp; i++) {
+        response *r = &s->resp[i];
+        uint8_t hdr[WIRE_HDR_SIZE];
+        wire_hdr_put(hdr, &r->h);
+        if (dbuf_append(&s->out, hdr, sizeof hdr) != 0 ||
+            dbuf_append(&s->out, r->payload, r->h.len) != 0)
+            s->closing = 1;
+        free(r->payload);
+    }
+    s->n_resp = 0;
+    flush_output(s);
+}
+
+static void flush_output(session *s)
+{
+    while (s->out_pos < s->out.len) {
+        ssize_t n = send(s->fd, s->out.data + s->out_pos, s->out.len - s->out_pos, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->out_pos += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (s->out.len - s->out_pos > MAX_OUTPUT) {
+                session_close(s);
+                return;
+            }
+            ev_io_start(s->srv->loop, &s->wio);
+            return;
+        }
+        session_close(s); /* the peer went away */
+        return;
+    }
+    s->out.len = s->out_pos = 0;
+    ev_io_stop(s->srv->loop, &s->wio);
+    if (s->closing)
+        session_close(s);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush_output(w->data);
+}
+
+/* ---- group commit ---- */
+
+/* Fail every queued, successful batch response after `published`. */
+static void fail_unpublished(server *srv, uint64_t published, int status, const char *msg)
+{
+    for (session *s = srv->sessions; s; s = s->next) {
+        for (size_t i = 0; i < s->n_resp; i++) {
+            response *r = &s->resp[i];
+            if (r->h.op != WIRE_OP_BATCH || r->h.status != 0 || r->h.lsn <= published)
+                continue;
+            free(r->payload);
+            r->payload = strdup(msg);
+            r->h.len = r->payload ? (uint32_t)strlen(msg) : 0;
+            r->h.status = status;
+            r->h.lsn = 0;
+        }
+    }
+}
+
+static uint64_t min_active_snapshot(server *srv)
+{
+    uint64_t min = UINT64_MAX;
+    for (session *s = srv->sessions; s; s = s->next) {
+        if (s->slots == NULL)
+            continue;
+        if (s->ousted_mask == 0) {
+            rdr_page_min(s->slots, &min);
+            continue;
+        }
+        for (uint32_t i = 0; i < RDR_SLOTS; i++) {
+            uint64_t v = atomic_load_explicit(&s->slots->slots[i].snapshot_lsn, memory_order_seq_cst);
+            uint64_t ousted = atomic_load_explicit(&s->slots->slots[i].ousted_lsn, memory_order_relaxed);
+            if (v != 0 && !((s->ousted_mask >> i) & 1 && v == ousted) && v < min)
+                min = v;
+        }
+    }
+    return min;
+}
+
+static void group_commit(server *srv)
+{
+    const dotdb_config *cfg = srv->a->cfg;
+    engine *e = srv->a->eng;
+    char err[512];
+    if (srv->dirty) {
+        srv->dirty = 0;
+        uint64_t published = engine_published_lsn(e);
+        int rc = wal_write(srv->a->log, err, sizeof err);
+        if (rc == 0 && cfg->sync_mode == SYNC_FULL) {
+            rc = wal_sync(srv->a->log, err, sizeof err);
+            srv->syncs++;
+            srv->last_sync_ns = rdr_now_ns();
+            if (rc != 0) {
+                /* The kernel may have dropped the dirty pages: never retry
+                 * and pretend (fsyncgate).  Serve reads, refuse writes. */
+                srv->read_only = 1;
+                snprintf(srv->fail_reason, sizeof srv->fail_reason,
+                         "WAL fdatasync failed, writes disabled until restart: %s", err);
+                fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
+            }
+        }
+        if (rc != 0) {
+            engine_undo(e, published + 1);
+            fail_unpublished(srv, published, rc, err);
+            if (!srv->read_only)
+                fprintf(stderr, "dotdbd: WAL write failed, group undone: %s\n", err);
+        } else {
+            engine_publish(e, engine_applied_lsn(e));
+            srv->groups++;
+        }
+    }
+    engine_reclaim(e, min_active_snapshot(srv));
+    for (session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->n_resp)
+            send_responses(s);
+    }
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    group_commit(w->data);
+}
+
+/* ---- requests ---- */
+
+static int send_hello(session *s, uint32_t req_id)
+{
+    server *srv = s->srv;
+    int rc = DOTDB_EOS;
+    int slot_fd = memfd_create("dotdb-readers", MFD_CLOEXEC);
+    int live_fd = lockfile_open_readonly(srv->a->lock);
+    if (slot_fd < 0 || live_fd < 0 || ftruncate(slot_fd, RDR_PAGE_SIZE) != 0)
+        goto out;
+    void *p = mmap(NULL, RDR_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
+    if (p == MAP_FAILED)
+        goto out;
+    s->slots = p;
+    s->slots->magic = RDR_MAGIC;
+    s->slots->nslots = RDR_SLOTS;
+    s->slots->conn_id = s->conn_id;
+    s->slots->pid = (uint64_t)s->pid;
+
+    shm_region *r = engine_region(srv->a->eng);
+    const shm_header *h = region_header(r);
+    uint8_t frame[WIRE_HDR_SIZE + 40];
+    uint8_t *pl = frame + WIRE_HDR_SIZE;
+    st_u64(pl, h->epoch);
+    st_u64(pl + 8, h->max_size);
+    st_u32(pl + 16, s->conn_id);
+    st_u32(pl + 20, RDR_SLOTS);
+    st_u64(pl + 24, srv->a->cfg->max_document_size);
+    st_u64(pl + 32, srv->a->cfg->max_depth);
+    wire_hdr hd = {.len = 40, .req_id = req_id, .op = WIRE_OP_HELLO,
+                   .lsn = engine_published_lsn(srv->a->eng)};
+    wire_hdr_put(frame, &hd);
+
+    int fds[3] = {region_fd(r), slot_fd, live_fd};
+    union {
+        char buf[CMSG_SPACE(sizeof fds)];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct iovec iov = {frame, sizeof frame};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    ssize_t n;
+    do
+        n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    rc = n == (ssize_t)sizeof frame ? 0 : DOTDB_EOS;
+out:
+    if (slot_fd >= 0)
+        close(slot_fd);
+    if (live_fd >= 0)
+        close(live_fd);
+    return rc;
+}
+
+static void handle_hello(session *s, const wire_hdr *h, const uint8_t *p)
+{
+    char msg[256];
+    if (h->len < 16) {
+        queue_error(s, h->req_id, WIRE_OP_HELLO, DOTDB_EPROTO, "HELLO payload too short");
+        s->closing = 1;
+        return;
+    }
+    uint32_t proto = ld_u32(p), layout = ld_u32(p + 4);
+    if (proto != DOTDB_PROTOCOL_VERSION || layout != SHM_LAYOUT_VERSION) {
+        snprintf(msg, sizeof msg,
+                 "client speaks protocol %u / layout %u, coordinator %u / %u: upgrade the "
+                 "client library", proto, layout, DOTDB_PROTOCOL_VERSION, SHM_LAYOUT_VERSION);
+        queue_error(s, h->req_id, WIRE_OP_HELLO, DOTDB_EVERSION, msg);
+        s->closing = 1;
+        return;
+    }
+    if (send_hello(s, h->req_id) != 0) {
+        s->closing = 1;
+        return;
+    }
+    s->hello_done = 1;
+}
+
+static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
+{
+    server *srv = s->srv;
+    engine *e = srv->a->eng;
+    char err[512];
+    if (srv->read_only) {
+        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+        return;
+    }
+    uint64_t lsn = engine_applied_lsn(e) + 1;
+    int rc = engine_apply(e, lsn, h->lsn, p, h->len, err, sizeof err);
+    if (rc == 0) {
+        rc = wal_append(srv->a->log, lsn, WAL_REC_BATCH, p, h->len);
+        if (rc != 0) {
+            engine_undo(e, lsn);
+            snprintf(err, sizeof err, "cannot buffer the WAL record: %s", dotdb_strerror(rc));
+        }
+    }
+    if (rc != 0) {
+        queue_error(s, h->req_id, h->op, rc, err);
+        return;
+    }
+    srv->dirty = 1;
+    srv->batches++;
+    if (queue_response(s, h->req_id, h->op, 0, lsn, NULL, 0) != 0)
+        s->closing = 1;
+}
+
+static int snapshots_json(server *srv, dbuf *out)
+{
+    uint64_t now = rdr_now_ns();
+    int rc = dbuf_putc(out, '[');
+    int first = 1;
+    for (session *s = srv->sessions; s && rc == 0; s = s->next) {
+        for (uint32_t i = 0; s->slots && i < RDR_SLOTS; i++) {
+            uint64_t lsn = atomic_load(&s->slots->slots[i].snapshot_lsn);
+            if (lsn == 0)
+                continue;
+            uint64_t st = atomic_load(&s->slots->slots[i].started_ns);
+            char b[200];
+            int n = snprintf(b, sizeof b,
+                             "%s{\"pid\":%d,\"connection\":%u,\"lsn\":%" PRIu64 ",\"age_ms\":%" PRIu64 "}",
+                             first ? "" : ",", (int)s->pid, s->conn_id, lsn,
+                             st && now > st ? (now - st) / 1000000 : 0);
+            first = 0;
+            rc = dbuf_append(out, b, (size_t)n);
+        }
+    }
+    return rc ? rc : dbuf_putc(out, ']');
+}
+
+static int server_stats_json(server *srv, dbuf *out)
+{
+    const dotdb_config *cfg = srv->a->cfg;
+    static const char *modes[] = {"full", "normal", "off"};
+    char b[2048];
+    int n = snprintf(
+        b, sizeof b,
+        "{\"coordinator\":{\"pid\":%d,\"data_directory\":\"%s\",\"epoch\":%" PRIu64
+        ",\"uptime_s\":%ld,\"commit_lsn\":%" PRIu64 ",\"sync_mode\":\"%s\",\"connections\":%zu"
+        ",\"max_connections\":%" PRIu64 ",\"read_only\":%s,\"error\":\"%s\",\"groups\":%" PRIu64
+        ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
+        ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
+        (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
+        engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
+        cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
+        srv->batches, srv->syncs, wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
+        wal_unsynced_bytes(srv->a->log));
+    int rc = dbuf_append(out, b, (size_t)n);
+    if (rc == 0)
+        rc = engine_memory_json(srv->a->eng, out);
+    if (rc == 0)
+        rc = dbuf_append(out, ",\"snapshots\":", 13);
+    if (rc == 0)
+        rc = snapshots_json(srv, out);
+    if (rc == 0)
+        rc = dbuf_append(out, ",\"collections\":", 15);
+    if (rc == 0)
+        rc = engine_stats_json(srv->a->eng, NULL, 0, out);
+    return rc ? rc : dbuf_putc(out, '}');
+}
+
+static void handle_stats(session *s, const wire_hdr *h, const uint8_t *p)
+{
+    dbuf out;
+    dbuf_init(&out);
+    int rc = h->len ? engine_stats_json(s->srv->a->eng, (const char *)p, h->len, &out)
+                    : server_stats_json(s->srv, &out);
+    if (rc == DOTDB_ENOCOLL) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "collection \"%.*s\" does not exist", (int)(h->len > 64 ? 64 : h->len),
+                 (const char *)p);
+        queue_error(s, h->req_id, h->op, rc, msg);
+    } else if (rc != 0) {
+        queue_error(s, h->req_id, h->op, rc, dotdb_strerror(rc));
+    } else if (queue_response(s, h->req_id, h->op, 0, engine_published_lsn(s->srv->a->eng),
+                              out.data, out.len) != 0) {
+        s->closing = 1;
+    }
+    dbuf_free(&out);
+}
+
+static void handle_frame(session *s, const wire_hdr *h, const uint8_t *p)
+{
+    char msg[128];
+    if (!s->hello_done && h->op != WIRE_OP_HELLO) {
+        queue_error(s, h->req_id, h->op, DOTDB_EPROTO, "the first request must be HELLO");
+        s->closing = 1;
+        return;
+    }
+    switch (h->op) {
+    case WIRE_OP_HELLO:
+        if (s->hello_done) {
+            queue_error(s, h->req_id, h->op, DOTDB_EPROTO, "HELLO sent twice");
+            return;
+        }
+        handle_hello(s, h, p);
+        return;
+    case WIRE_OP_BATCH:
+        handle_batch(s, h, p);
+        return;
+    case WIRE_OP_STATS:
+        handle_stats(s, h, p);
+        return;
+    case WIRE_OP_PING:
+        if (queue_response(s, h->req_id, h->op, 0, engine_published_lsn(s->srv->a->eng), NULL, 0))
+            s->closing = 1;
+        return;
+    default:
+        snprintf(msg, sizeof msg, "unknown opcode %u", h->op);
+        queue_error(s, h->req_id, h->op, DOTDB_EPROTO, msg);
+    }
+}
+
+static uint64_t max_frame(const server *srv)
+{
+    uint64_t m = srv->a->cfg->max_document_size + 64u * 1024u * 1024u;
+    return m > WIRE_MAX_FRAME ? WIRE_MAX_FRAME : m;
+}
+
+static void parse_frames(session *s)
+{
+    size_t pos = 0;
+    while (!s->closing && s->in.len - pos >= WIRE_HDR_SIZE) {
+        wire_hdr h;
+        wire_hdr_get(s->in.data + pos, &h);
+        if (h.len > max_frame(s->srv)) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "frame of %u bytes exceeds the limit of %" PRIu64 " bytes",
+                     h.len, max_frame(s->srv));
+            queue_error(s, h.req_id, h.op, DOTDB_ETOOBIG, msg);
+            s->closing = 1;
+            break;
+        }
+        if (s->in.len - pos - WIRE_HDR_SIZE < h.len)
+            break;
+        handle_frame(s, &h, s->in.data + pos + WIRE_HDR_SIZE);
+        pos += WIRE_HDR_SIZE + h.len;
+    }
+    memmove(s->in.data, s->in.data + pos, s->in.len - pos);
+    s->in.len -= pos;
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    session *s = w->data;
+    for (int rounds = 0; rounds < 16 && !s->closing; rounds++) {
+        if (dbuf_reserve(&s->in, READ_CHUNK) != 0) {
+            session_close(s);
+            return;
+        }
+        ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
+        if (n > 0) {
+            s->in.len += (size_t)n;
+            parse_frames(s);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        session_close(s); /* EOF or error: the client is gone; its slots go with it (I8) */
+        return;
+    }
+    if (s->closing)
+        ev_io_stop(s->srv->loop, &s->rio);
+}
+
+/* ---- sessions ---- */
+
+static void session_close(session *s)
+{
+    server *srv = s->srv;
+    ev_io_stop(srv->loop, &s->rio);
+    ev_io_stop(srv->loop, &s->wio);
+    close(s->fd);
+    if (s->slots)
+        munmap(s->slots, RDR_PAGE_SIZE); /* its snapshots no longer pin anything (I8) */
+    for (size_t i = 0; i < s->n_resp; i++)
+        free(s->resp[i].payload);
+    free(s->resp);
+    dbuf_free(&s->in);
+    dbuf_free(&s->out);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->n_sessions--;
+    free(s);
+}
+
+static int uid_allowed(const dotdb_config *cfg, uid_t uid)
+{
+    if (uid == geteuid())
+        return 1;
+    for (int i = 0; i < cfg->n_allowed_uids; i++)
+        if (cfg->allowed_uids[i] == uid)
+            return 1;
+    return 0;
+}
+
+/* Refuse a connection with one error frame and no descriptor. */
+static void refuse(int fd, int status, const char *msg)
+{
+    uint8_t frame[WIRE_HDR_SIZE + 256];
+    size_t len = strlen(msg) > 256 ? 256 : strlen(msg);
+    wire_hdr h = {.len = (uint32_t)len, .op = WIRE_OP_HELLO, .status = status};
+    wire_hdr_put(frame, &h);
+    memcpy(frame + WIRE_HDR_SIZE, msg, len);
+    (void)!send(fd, frame, WIRE_HDR_SIZE + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    server *srv = w->data;
+    for (;;) {
+        int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or a transient error (EMFILE): try at the next event */
+        struct ucred cred;
+        socklen_t cl = sizeof cred;
+        char msg[200];
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+            close(fd);
+            continue;
+        }
+        if (!uid_allowed(srv->a->cfg, cred.uid)) {
+            snprintf(msg, sizeof msg, "uid %u is not allowed to use this database "
+                     "(security.allowed_uids)", (unsigned)cred.uid);
+            refuse(fd, DOTDB_EPERM, msg);
+            continue;
+        }
+        if (srv->n_sessions >= srv->a->cfg->max_connections) {
+            snprintf(msg, sizeof msg, "too many connections: memory.max_connections is %" PRIu64,
+                     srv->a->cfg->max_connections);
+            refuse(fd, DOTDB_ETOOMANY, msg);
+            continue;
+        }
+        session *s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            refuse(fd, DOTDB_ENOMEM, "coordinator out of memory");
+            continue;
+        }
+        s->srv = srv;
+        s->fd = fd;
+        s->pid = cred.pid;
+        s->uid = cred.uid;
+        s->conn_id = ++srv->next_conn_id;
+        dbuf_init(&s->in);
+        dbuf_init(&s->out);
+        ev_io_init(&s->rio, read_cb, fd, EV_READ);
+        ev_io_init(&s->wio, write_cb, fd, EV_WRITE);
+        s->rio.data = s->wio.data = s;
+        s->next = srv->sessions;
+        if (srv->sessions)
+            srv->sessions->prev = s;
+        srv->sessions = s;
+        srv->n_sessions++;
+        ev_io_start(loop, &s->rio);
+    }
+}
+
+/* ---- timers and signals ---- */
+
+static void expire_snapshots(server *srv)
+{
+    uint64_t max_ns = srv->a->cfg->max_snapshot_age_ms * 1000000ull, now = rdr_now_ns();
+    if (max_ns == 0)
+        return;
+    for (session *s = srv->sessions; s; s = s->next) {
+        for (uint32_t i = 0; s->slots && i < RDR_SLOTS; i++) {
+            rdr_slot *sl = &s->slots->slots[i];
+            uint64_t lsn = atomic_load(&sl->snapshot_lsn), st = atomic_load(&sl->started_ns);
+            if (lsn && st && now > st && now - st > max_ns) {
+                atomic_store_explicit(&sl->ousted_lsn, lsn, memory_order_seq_cst);
+                s->ousted_mask |= 1ull << i;
+            }
+        }
+    }
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    server *srv = w->data;
+    char err[256];
+    expire_snapshots(srv);
+    if (srv->a->cfg->sync_mode == SYNC_NORMAL && wal_unsynced_bytes(srv->a->log) > 0 &&
+        !srv->read_only &&
+        rdr_now_ns() - srv->last_sync_ns >= srv->a->cfg->sync_interval_ms * 1000000ull) {
+        srv->last_sync_ns = rdr_now_ns();
+        srv->syncs++;
+        if (wal_sync(srv->a->log, err, sizeof err) != 0) {
+            srv->read_only = 1;
+            snprintf(srv->fail_reason, sizeof srv->fail_reason,
+                     "WAL fdatasync failed, writes disabled until restart: %s", err);
+            fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
+        }
+    }
+    engine_reclaim(srv->a->eng, min_active_snapshot(srv));
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    server *srv = w->data;
+    /* Finish the group in flight; server_run syncs and cleans up. */
+    group_commit(srv);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- start and stop ---- */
+
+static int listen_socket(server *srv, char *err, size_t errlen)
+{
+    const dotdb_config *cfg = srv->a->cfg;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int n = cfg->socket_path[0]
+                ? snprintf(srv->sock_path, sizeof srv->sock_path, "%s", cfg->socket_path)
+                : snprintf(srv->sock_path, sizeof srv->sock_path, "%s/dotdb.sock", srv->a->dir);
+    if (n < 0 || (size_t)n >= sizeof srv->sock_path) {
+        snprintf(err, errlen, "socket path for %s is longer than %zu bytes; set "
+                 "storage.socket_path to a shorter path", srv->a->dir, sizeof srv->sock_path - 1);
+        return DOTDB_ECONFIG;
+    }
+    memcpy(addr.sun_path, srv->sock_path, sizeof addr.sun_path);
+    srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (srv->listen_fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return DOTDB_EOS;
+    }
+    unlink(srv->sock_path); /* a stale socket of a dead coordinator; we hold the lock */
+    mode_t old = umask(cfg->group[0] ? 0117 : 0177);
+    int brc = bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+    int berr = errno;
+    umask(old);
+    if (brc != 0 || listen(srv->listen_fd, 512) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", srv->sock_path,
+                 strerror(brc ? berr : errno));
+        close(srv->listen_fd);
+        return DOTDB_EOS;
+    }
+    return 0;
+}
+
+int server_run(const server_args *a)
+{
+    char err[512];
+    server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return DOTDB_ENOMEM;
+    srv->a = a;
+    srv->started = time(NULL);
+    srv->last_sync_ns = rdr_now_ns();
+    srv->loop = ev_default_loop(EVFLAG_AUTO);
+    if (srv->loop == NULL) {
+        fprintf(stderr, "dotdbd: cannot initialise libev\n");
+        free(srv);
+        return DOTDB_EOS;
+    }
+    int rc = listen_socket(srv, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: %s\n", err);
+        free(srv);
+        return rc;
+    }
+    ev_io_init(&srv->lio, accept_cb, srv->listen_fd, EV_READ);
+    ev_prepare_init(&srv->prep, prepare_cb);
+    ev_signal_init(&srv->sig_term, signal_cb, SIGTERM);
+    ev_signal_init(&srv->sig_int, signal_cb, SIGINT);
+    ev_timer_init(&srv->tick, tick_cb, 0.05, 0.05);
+    srv->lio.data = srv->prep.data = srv->sig_term.data = srv->sig_int.data = srv->tick.data = srv;
+    ev_io_start(srv->loop, &srv->lio);
+    ev_prepare_start(srv->loop, &srv->prep);
+    ev_signal_start(srv->loop, &srv->sig_term);
+    ev_signal_start(srv->loop, &srv->sig_int);
+    ev_timer_start(srv->loop, &srv->tick);
+    signal(SIGPIPE, SIG_IGN);
+
+    atomic_store_explicit(&region_header(engine_region(a->eng))->state, SHM_STATE_RUNNING,
+                          memory_order_release);
+    lockfile_set_state(a->lock, SHM_STATE_RUNNING);
+    if (a->ready_fd >= 0) {
+        (void)!write(a->ready_fd, "ok\n", 3);
+        close(a->ready_fd);
+    }
+    ev_run(srv->loop, 0);
+
+    /* Shutdown: the last group was committed by signal_cb; make it durable
+     * whatever the sync_mode. */
+    rc = 0;
+    if (!srv->read_only && wal_sync(a->log, err, sizeof err) != 0) {
+        fprintf(stderr, "dotdbd: final WAL sync failed: %s\n", err);
+        rc = DOTDB_EIO;
+    }
+    ev_io_stop(srv->loop, &srv->lio);
+    close(srv->listen_fd);
+    unlink(srv->sock_path);
+    while (srv->sessions)
+        session_close(srv->sessions);
+    atomic_store_explicit(&region_header(engine_region(a->eng))->state, SHM_STATE_STOPPED,
+                          memory_order_release);
+    ev_loop_destroy(srv->loop);
+    free(srv);
+    return rc;
+}

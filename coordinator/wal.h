@@ -1,0 +1,111 @@
+/*
+ * wal.h - the write-ahead log: segmented files of checksummed records.
+ *
+ * Files: <wal_dir>/wal_NNNNNN.log, NNNNNN = segment number from 000001,
+ * zero-padded to 6 digits (more digits once past 999999).  Only the
+ * coordinator thread that owns the wal touches it.
+ *
+ * Segment header (32 bytes):
+ *   0  magic      8 bytes "DOTDBWAL"
+ *   8  version    u32 = 1
+ *   12 reserved   u32 = 0
+ *   16 segno      u64, equals the number in the file name
+ *   24 check      u64 xxh64 (seed 0) of bytes 0..24
+ * Records follow back to back, each 8-byte aligned:
+ *   0  len        u32  payload bytes (<= WAL_MAX_PAYLOAD)
+ *   4  type       u32  WAL_REC_* (nonzero)
+ *   8  lsn        u64  strictly increasing by exactly 1 through the log
+ *   16 payload    len bytes, then zero padding to a multiple of 8
+ *   .. check      u64  xxh64 (seed 0) of everything from `len` to the end
+ *                      of the padding
+ * All little endian.
+ *
+ * Recovery (wal_replay) reads the segments in order and hands each good
+ * record to a callback.  It stops at the first record that is short (file
+ * ends inside it), has a bad checksum, a zero type, a length over the limit
+ * or an LSN that does not follow.  If that happens in the LAST segment
+ * (a torn tail: the crash cut the final write) the segment is truncated
+ * there, fsynced, and replay succeeds with a warning in the info.  If it
+ * happens in an earlier segment, acknowledged data after it would be lost,
+ * so replay fails with DOTDB_ECORRUPT naming the file and the offset.
+ * A segment shorter than its header, or with a bad header, at the end of
+ * the log is deleted as a torn creation; elsewhere it is DOTDB_ECORRUPT.
+ *
+ * Writing: wal_append() adds records to an in-memory buffer;
+ * wal_write() writes the buffer with as few write() calls as possible and
+ * wal_sync() fdatasyncs.  A segment is rotated (a new file created, the
+ * directory fsynced) before a record that would take it past
+ * segment_size; the old segment is fdatasynced before it is closed.  When
+ * wal_write() fails (ENOSPC, EIO) it truncates the file back to its size
+ * before the call, drops the buffered records, and returns the error: the
+ * caller undoes the batch.  After a failed wal_sync() the log is unusable
+ * (the kernel may have dropped the dirty pages): every later call fails with
+ * DOTDB_EIO.
+ */
+#ifndef DOTDB_WAL_H
+#define DOTDB_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WAL_REC_BATCH 1u
+#define WAL_MAX_PAYLOAD (1u << 30)
+#define WAL_SEG_HDR_SIZE 32u
+#define WAL_REC_HDR_SIZE 16u
+
+typedef struct wal wal;
+
+typedef struct wal_replay_info {
+    uint64_t records;          /* good records seen (applied or skipped) */
+    uint64_t first_lsn;        /* 0 when the log is empty */
+    uint64_t last_lsn;         /* 0 when the log is empty */
+    uint64_t truncated_bytes;  /* bytes cut off a torn tail */
+    char warning[512];         /* "" or what was truncated, file and offset */
+} wal_replay_info;
+
+/* Callback for each good record with lsn > after_lsn, in LSN order.  A
+ * nonzero return stops replay and is returned by wal_replay. */
+typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *payload,
+                            size_t len);
+
+/*
+ * Open (creating if needed, mode 0700) the WAL directory and scan nothing
+ * yet.  *out is owned by the caller (wal_close).  DOTDB_EOS with err naming
+ * the path.
+ */
+int wal_open(const char *dir, uint64_t segment_size, wal **out, char *err, size_t errlen);
+
+/*
+ * Replay the log (see the header comment), then position the wal to append
+ * after the last good record, in the last segment (or a new segment 1 when
+ * there is none).  Must be called once, before any append.  next LSN to
+ * use is info->last_lsn + 1 (or after_lsn + 1 when the log is empty or
+ * older).
+ */
+int wal_replay(wal *w, uint64_t after_lsn, wal_apply_fn fn, void *ctx, wal_replay_info *info,
+               char *err, size_t errlen);
+
+/* Buffer one record.  lsn must be last appended + 1 (assert).  DOTDB_ENOMEM,
+ * DOTDB_ETOOBIG (len > WAL_MAX_PAYLOAD). */
+int wal_append(wal *w, uint64_t lsn, uint32_t type, const void *payload, size_t len);
+
+/* Write the buffered records to the file(s).  0 when nothing is buffered.
+ * DOTDB_ENOSPC / DOTDB_EIO (errno detail in err). */
+int wal_write(wal *w, char *err, size_t errlen);
+
+/* fdatasync what was written.  DOTDB_EIO, after which the wal is failed. */
+int wal_sync(wal *w, char *err, size_t errlen);
+
+/* Bytes written and not yet synced. */
+uint64_t wal_unsynced_bytes(const wal *w);
+/* Total bytes in all segment files. */
+uint64_t wal_total_bytes(const wal *w);
+/* Current segment number. */
+uint64_t wal_current_segno(const wal *w);
+/* Last LSN appended (or replayed). */
+uint64_t wal_last_lsn(const wal *w);
+
+/* Close (without syncing; call wal_sync first for durability).  NULL ok. */
+void wal_close(wal *w);
+
+#endif /* DOTDB_WAL_H */

@@ -1,0 +1,65 @@
+/*
+ * buf.c - growable byte buffer; see buf.h.
+ */
+#include "buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+void dbuf_init(dbuf *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void dbuf_free(dbuf *b)
+{
+    free(b->data);
+    dbuf_init(b);
+}
+
+int dbuf_reserve(dbuf *b, size_t extra)
+{
+    if (extra <= b->cap - b->len)
+        return 0;
+    if (extra > SIZE_MAX / 2 - b->len)
+        return -2; /* DOTDB_ENOMEM */
+    size_t need = b->len + extra;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(b->data, cap);
+    if (p == NULL)
+        return -2; /* DOTDB_ENOMEM */
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int dbuf_append(dbuf *b, const void *p, size_t n)
+{
+    int rc = dbuf_reserve(b, n);
+    if (rc != 0)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int dbuf_putc(dbuf *b, uint8_t c) { return dbuf_append(b, &c, 1); }
+int dbuf_put_u16(dbuf *b, uint16_t v) { return dbuf_append(b, &v, sizeof v); }
+int dbuf_put_u32(dbuf *b, uint32_t v) { return dbuf_append(b, &v, sizeof v); }
+int dbuf_put_u64(dbuf *b, uint64_t v) { return dbuf_append(b, &v, sizeof v); }
+
+uint8_t *dbuf_steal(dbuf *b, size_t *len_out)
+{
+    uint8_t *p = b->data;
+    if (len_out)
+        *len_out = b->len;
+    dbuf_init(b);
+    return p;
+}

@@ -1,0 +1,269 @@
+/*
+ * dotdb.h - the public interface of libdotdb-shm, DotDB's client library.
+ *
+ * A DotDB database is a data directory owned by one coordinator process
+ * (dotdbd).  Client processes attach with dotdb_open(): they receive the
+ * coordinator's shared-memory data object read-only and read documents
+ * straight from it, without a system call and without a lock.  Writes go to
+ * the coordinator over a Unix-domain socket; a write call returns once the
+ * write is durable according to the database's sync_mode and visible to
+ * every attached process (read-your-writes across processes).
+ *
+ * Conventions
+ *   - Every function that can fail returns DOTDB_OK (0) or a negative
+ *     DOTDB_E* code.  dotdb_strerror(code) names the code; dotdb_errmsg(db)
+ *     gives the detail of the last failure on that handle (which key, which
+ *     byte, which limit).
+ *   - Out-parameters come last and are cleared on entry: a call that fails
+ *     leaves NULL / 0 in them, never a half-built result.
+ *   - Strings passed in are borrowed for the duration of the call only.
+ *   - Memory returned to the caller (char ** out-parameters) is owned by the
+ *     caller and released with dotdb_free().
+ *   - Zero-copy views (dotdb_doc, dotdb_value) point into shared memory and
+ *     are valid until the transaction (snapshot) that produced them ends.
+ *
+ * Threads
+ *   A dotdb handle may be shared by several threads.  Reads
+ *   (dotdb_get, dotdb_txn_begin with DOTDB_TXN_READONLY, dotdb_txn_get,
+ *   dotdb_find, dotdb_count) are lock-free and run in parallel; calls that
+ *   talk to the coordinator (every write, collection management, stats) are
+ *   serialised by a mutex inside the handle.  A dotdb_txn and a
+ *   dotdb_cursor belong to one thread at a time.  dotdb_errmsg() returns the
+ *   message of the most recent failure on the handle from any thread: read
+ *   it right after the failing call in the same thread.  A handle holds at
+ *   most DOTDB_MAX_SNAPSHOTS open transactions and cursors at once.
+ *
+ * Documents
+ *   JSON objects of at most max_document_size bytes (16 MiB by default) and
+ *   nesting depth 100, with a string field "id" of 1 to 255 bytes that is
+ *   the primary key.  A put without "id" gets a generated one: 24
+ *   characters, time-ordered, unique across processes and restarts.
+ *   Integers are kept as 64-bit integers and other numbers as doubles.
+ *   Collection names match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$.
+ */
+#ifndef DOTDB_H
+#define DOTDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define DOTDB_API __attribute__((visibility("default")))
+#else
+#define DOTDB_API
+#endif
+
+/* Status codes (see errors.h for the table). */
+enum dotdb_status {
+#define DOTDB_XX_ENUM(name, value, msg) DOTDB_##name = value,
+    DOTDB_ERRNO_MAP(DOTDB_XX_ENUM)
+#undef DOTDB_XX_ENUM
+};
+
+#define DOTDB_ID_MAX 255             /* longest id, in bytes */
+#define DOTDB_COLL_NAME_MAX 64       /* longest collection name, in bytes */
+#define DOTDB_MAX_SNAPSHOTS 64       /* open txns + cursors per handle */
+#define DOTDB_PROTOCOL_VERSION 1
+
+typedef struct dotdb dotdb;
+typedef struct dotdb_txn dotdb_txn;
+typedef struct dotdb_cursor dotdb_cursor;
+
+/* Options for dotdb_open(); zero-initialise, then set what you need. */
+typedef struct dotdb_options {
+    int no_autostart;    /* 1: fail with DOTDB_ENOCOORD instead of starting dotdbd */
+    const char *coordinator_path; /* dotdbd binary for autostart; NULL: next to
+                                     this program, then $DOTDB_COORDINATOR, then PATH */
+    int connect_timeout_ms;       /* how long to wait for an autostarted
+                                     coordinator; 0: 10000 */
+} dotdb_options;
+
+/* ---- Errors ---------------------------------------------------------- */
+
+/* Static message for a status code; never NULL, never to be freed. */
+DOTDB_API const char *dotdb_strerror(int rc);
+/* Static name of a status code ("DOTDB_ENOTFOUND"); never NULL. */
+DOTDB_API const char *dotdb_err_name(int rc);
+/* Detail of the last failure on db (owned by db, valid until the next call
+ * on db).  With db == NULL: the detail of the last dotdb_open() failure in
+ * this thread. */
+DOTDB_API const char *dotdb_errmsg(dotdb *db);
+
+/* ---- Handles ----------------------------------------------------------- */
+
+/* Attach to the database in directory `dir`, starting a coordinator for it
+ * if none runs (unless opts->no_autostart).  opts may be NULL (defaults).
+ * On success *out is a new handle owned by the caller (dotdb_close()).
+ * Errors: DOTDB_ENOCOORD, DOTDB_EPERM (uid not allowed), DOTDB_ETOOMANY
+ * (max_connections reached), DOTDB_EVERSION, DOTDB_EOS. */
+DOTDB_API int dotdb_open(const char *dir, const dotdb_options *opts, dotdb **out);
+/* Detach and free the handle.  Open transactions and cursors must have
+ * ended.  NULL is allowed. */
+DOTDB_API void dotdb_close(dotdb *db);
+/* Release memory that a dotdb_* call returned to the caller.  NULL ok. */
+DOTDB_API void dotdb_free(void *p);
+
+/* ---- Coordinator control ------------------------------------------------ */
+
+/* Is a coordinator running for `dir`?  Returns 1 (and its pid in *pid_out,
+ * may be NULL), 0 when none runs, or a negative code (DOTDB_EOS). */
+DOTDB_API int dotdb_coordinator_status(const char *dir, long *pid_out);
+/* Start a coordinator for `dir` in the background and wait until it accepts
+ * connections.  config_path (may be NULL) is passed as --config.  opts may
+ * be NULL.  DOTDB_ELOCKED if one already runs (message names its pid);
+ * DOTDB_ECONFIG / DOTDB_EOS with the coordinator's own message otherwise. */
+DOTDB_API int dotdb_coordinator_start(const char *dir, const char *config_path,
+                                      const dotdb_options *opts);
+/* Ask the coordinator of `dir` to stop (SIGTERM: it finishes the batch in
+ * flight, syncs the WAL and removes its socket) and wait up to timeout_ms
+ * (0: 30000) for it to exit.  DOTDB_ENOCOORD when none runs, DOTDB_EBUSY on
+ * timeout. */
+DOTDB_API int dotdb_coordinator_stop(const char *dir, int timeout_ms);
+
+/* ---- Collections ----------------------------------------------------- */
+
+/* Create collection `coll`.  DOTDB_EEXISTS if it exists, DOTDB_EBADNAME if
+ * the name is invalid. */
+DOTDB_API int dotdb_create_collection(dotdb *db, const char *coll);
+/* Drop collection `coll` and all its documents.  DOTDB_ENOCOLL if absent. */
+DOTDB_API int dotdb_drop_collection(dotdb *db, const char *coll);
+/* The collections visible now, as a JSON array of names (sorted), in a new
+ * string owned by the caller (dotdb_free()). */
+DOTDB_API int dotdb_list_collections(dotdb *db, char **json_out, size_t *len_out);
+/* Statistics of one collection as a JSON object owned by the caller:
+ * {"name","documents","versions","bytes","created_lsn"}.
+ * With coll == NULL: the whole database (coordinator, memory, WAL,
+ * connections, snapshots, and every collection). */
+DOTDB_API int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out);
+
+/* ---- Documents (JSON text in and out) ---------------------------------- */
+
+/* Store a document (insert, or replace the document with the same id).
+ * `json` is len bytes of JSON text (an object).  If it has no "id" one is
+ * generated.  When id_out is not NULL it receives the id, NUL-terminated
+ * (DOTDB_ID_MAX+1 bytes).  The collection is created if it does not exist
+ * (as MongoDB does on insert).  Errors: DOTDB_EJSON, DOTDB_EBADID,
+ * DOTDB_ETOOBIG, DOTDB_ETOODEEP, DOTDB_EBADNAME, DOTDB_ENOSPC. */
+DOTDB_API int dotdb_put(dotdb *db, const char *coll, const char *json, size_t len,
+                        char *id_out);
+/* Store several documents in one round trip and one atomic commit: `json`
+ * holds JSON objects, one per line (JSON lines), or one JSON array of
+ * objects.  *count_out (may be NULL) receives how many were stored.  If any
+ * document is bad nothing is stored and dotdb_errmsg() names its index
+ * (0-based) and the reason. */
+DOTDB_API int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len,
+                             size_t *count_out);
+/* Fetch document `id` as JSON text in a new NUL-terminated string owned by
+ * the caller (dotdb_free()); *len_out (may be NULL) gets its length.  Reads
+ * the latest committed state.  DOTDB_ENOTFOUND, DOTDB_ENOCOLL. */
+DOTDB_API int dotdb_get(dotdb *db, const char *coll, const char *id, char **json_out,
+                        size_t *len_out);
+/* Replace document `id` with `json`.  The new document's "id", if present,
+ * must equal `id`.  DOTDB_ENOTFOUND if there is no such document. */
+DOTDB_API int dotdb_update(dotdb *db, const char *coll, const char *id, const char *json,
+                           size_t len);
+/* Delete document `id`.  DOTDB_ENOTFOUND if there is no such document. */
+DOTDB_API int dotdb_delete(dotdb *db, const char *coll, const char *id);
+
+/* ---- Queries ------------------------------------------------------------ */
+
+/* Open a cursor over the documents of `coll` that match `filter_json`
+ * (NULL or "{}": all).  This version understands equality filters on
+ * top-level and dotted fields ({"name": "Alice", "preferences.theme":
+ * "dark"}); a value matches an array field that contains it.  options_json
+ * may be NULL or {"limit": N, "skip": N}.  The cursor holds one snapshot from
+ * its creation to dotdb_cursor_close(); it is owned by the caller. */
+DOTDB_API int dotdb_find(dotdb *db, const char *coll, const char *filter_json,
+                         const char *options_json, dotdb_cursor **out);
+/* Next matching document as JSON text (new string owned by the caller).
+ * DOTDB_EDONE when the cursor is exhausted. */
+DOTDB_API int dotdb_cursor_next(dotdb_cursor *cur, char **json_out, size_t *len_out);
+/* End the cursor and its snapshot.  NULL allowed. */
+DOTDB_API void dotdb_cursor_close(dotdb_cursor *cur);
+/* Count the documents of `coll` that match `filter_json` (NULL: all). */
+DOTDB_API int dotdb_count(dotdb *db, const char *coll, const char *filter_json,
+                          uint64_t *count_out);
+
+/* ---- Transactions and zero-copy views ---------------------------------- */
+
+#define DOTDB_TXN_READONLY 0x1u     /* a snapshot for reads only */
+#define DOTDB_TXN_SERIALIZABLE 0x2u /* also fail commit if a document read changed */
+
+/* A zero-copy view of one document in shared memory.  Valid until the
+ * transaction that produced it ends; never freed by the caller. */
+typedef struct dotdb_doc {
+    const uint8_t *data; /* binary encoding (see docs/ARCHITECTURE.md) */
+    size_t len;
+    const char *id;      /* NOT NUL-terminated; id_len bytes */
+    size_t id_len;
+} dotdb_doc;
+
+/* Value types of dotdb_value. */
+enum dotdb_type {
+    DOTDB_T_MISSING = 0,
+    DOTDB_T_NULL,
+    DOTDB_T_BOOL,
+    DOTDB_T_INT,
+    DOTDB_T_DOUBLE,
+    DOTDB_T_STRING,
+    DOTDB_T_ARRAY,
+    DOTDB_T_OBJECT
+};
+
+/* A zero-copy view of one value inside a document. */
+typedef struct dotdb_value {
+    int type;            /* enum dotdb_type */
+    int64_t i;           /* DOTDB_T_INT, DOTDB_T_BOOL (0/1) */
+    double d;            /* DOTDB_T_DOUBLE */
+    const char *str;     /* DOTDB_T_STRING: not NUL-terminated */
+    size_t str_len;
+    size_t count;        /* DOTDB_T_ARRAY, DOTDB_T_OBJECT: number of members */
+    const uint8_t *raw;  /* the encoded value (for nested access) */
+    size_t raw_len;
+} dotdb_value;
+
+/* Begin a transaction on the latest committed state.  flags: 0 or
+ * DOTDB_TXN_READONLY, optionally | DOTDB_TXN_SERIALIZABLE.  Makes no system
+ * call.  *out is owned by the caller until dotdb_txn_commit() or
+ * dotdb_txn_abort().  DOTDB_EBUSY when the handle has DOTDB_MAX_SNAPSHOTS
+ * open. */
+DOTDB_API int dotdb_txn_begin(dotdb *db, unsigned flags, dotdb_txn **out);
+/* Look up `id` in the transaction's snapshot (its own buffered writes
+ * first).  *out is a zero-copy view valid until the transaction ends.  No
+ * system call, no lock, no allocation for snapshot reads.
+ * DOTDB_ENOTFOUND, DOTDB_ENOCOLL. */
+DOTDB_API int dotdb_txn_get(dotdb_txn *txn, const char *coll, const char *id, dotdb_doc *out);
+/* Buffer a put (insert or replace) in the transaction.  id_out as dotdb_put. */
+DOTDB_API int dotdb_txn_put(dotdb_txn *txn, const char *coll, const char *json, size_t len,
+                            char *id_out);
+/* Buffer a delete in the transaction. */
+DOTDB_API int dotdb_txn_delete(dotdb_txn *txn, const char *coll, const char *id);
+/* Send the buffered writes as one atomic batch and end the transaction (the
+ * txn is freed whatever the result).  DOTDB_ECONFLICT if a document it
+ * writes (or, with DOTDB_TXN_SERIALIZABLE, read) changed after its
+ * snapshot; then nothing of it is stored.  A read-only txn just ends. */
+DOTDB_API int dotdb_txn_commit(dotdb_txn *txn);
+/* Discard the transaction and end its snapshot (read-only ones too).  NULL
+ * allowed. */
+DOTDB_API void dotdb_txn_abort(dotdb_txn *txn);
+/* The snapshot's commit LSN. */
+DOTDB_API uint64_t dotdb_txn_lsn(const dotdb_txn *txn);
+
+/* The value at a dotted path ("preferences.theme", "tags.0") of a document
+ * view; *out->type is DOTDB_T_MISSING when absent.  Zero-copy: *out points
+ * into the same memory as doc. */
+DOTDB_API int dotdb_doc_get(const dotdb_doc *doc, const char *path, dotdb_value *out);
+/* The document view as JSON text, in a new string owned by the caller. */
+DOTDB_API int dotdb_doc_to_json(const dotdb_doc *doc, char **json_out, size_t *len_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DOTDB_H */

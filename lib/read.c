@@ -1,0 +1,622 @@
+/*
+ * read.c - reads and transactions: dotdb_get, dotdb_txn_*, document views,
+ * and the write calls built on batches (put, update, delete, collections).
+ *
+ * A read claims one of the connection's reader slots, publishes a snapshot
+ * (readers.h), looks the document up in shared memory (snap.h) and clears
+ * the slot: no system call, no lock.  A transaction keeps its slot until it
+ * ends; its writes are buffered and go to the coordinator as one batch
+ * stamped with the snapshot LSN, which the coordinator checks for
+ * conflicts (optimistic concurrency).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "snap.h"
+
+typedef struct txn_write {
+    uint8_t kind;          /* BOP_PUT or BOP_DELETE */
+    char coll[DOTDB_COLL_NAME_MAX + 1];
+    size_t coll_len;
+    char id[DOTDB_ID_MAX + 1];
+    size_t id_len;
+    uint8_t *doc;          /* owned; binary document for BOP_PUT */
+    size_t doc_len;
+    size_t id_pos;
+} txn_write;
+
+typedef struct txn_read {
+    char coll[DOTDB_COLL_NAME_MAX + 1];
+    char id[DOTDB_ID_MAX + 1];
+} txn_read;
+
+struct dotdb_txn {
+    dotdb *db;
+    conn *c;
+    int slot;
+    uint64_t lsn;
+    unsigned flags;
+    txn_write *w;
+    size_t n_w, cap_w;
+    txn_read *r;           /* serializable: ids read from the snapshot */
+    size_t n_r, cap_r;
+};
+
+static int check_name(dotdb *db, const char *coll)
+{
+    if (coll == NULL || !name_is_valid(coll, strlen(coll)))
+        return cl_fail(db, DOTDB_EBADNAME,
+                       "invalid collection name \"%.80s\": use 1 to 64 characters A-Z a-z 0-9 _ "
+                       ". -, not starting with . or -", coll ? coll : "(null)");
+    return 0;
+}
+
+static int check_id(dotdb *db, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > DOTDB_ID_MAX)
+        return cl_fail(db, DOTDB_EBADID, "id must be a string of 1 to %d bytes", DOTDB_ID_MAX);
+    return 0;
+}
+
+static void view_of(const shm_version *v, dotdb_doc *out)
+{
+    out->data = v->data;
+    out->len = v->doc_len;
+    out->id = ver_id(v);
+    out->id_len = v->id_len;
+}
+
+static int to_json_string(dotdb *db, const uint8_t *p, size_t len, char **out, size_t *len_out)
+{
+    dbuf b;
+    dbuf_init(&b);
+    int rc = codec_to_json((codec_val){p, len}, &b);
+    if (rc == 0)
+        rc = dbuf_putc(&b, 0);
+    if (rc != 0) {
+        dbuf_free(&b);
+        return cl_fail(db, rc, "out of memory");
+    }
+    if (len_out)
+        *len_out = b.len - 1;
+    *out = (char *)dbuf_steal(&b, NULL);
+    return 0;
+}
+
+/* ---- one-shot reads ---- */
+
+int dotdb_get(dotdb *db, const char *coll, const char *id, char **json_out, size_t *len_out)
+{
+    *json_out = NULL;
+    if (len_out)
+        *len_out = 0;
+    int rc = check_name(db, coll);
+    if (rc == 0)
+        rc = check_id(db, id);
+    conn *c;
+    if (rc != 0 || (rc = cl_conn_get(db, &c)) != 0)
+        return rc;
+    int slot;
+    uint64_t lsn;
+    if ((rc = cl_snap_begin(db, c, &slot, &lsn)) != 0) {
+        conn_unref(c);
+        return rc;
+    }
+    const shm_cat_entry *ce = snap_find_coll(c->base, lsn, coll, strlen(coll));
+    const shm_version *v =
+        ce ? snap_lookup(c->base, (const shm_coll *)(c->base + ce->coll_off), lsn, id, strlen(id))
+           : NULL;
+    if (ce == NULL)
+        rc = cl_fail(db, DOTDB_ENOCOLL, "collection \"%s\" does not exist", coll);
+    else if (v == NULL)
+        rc = cl_fail(db, DOTDB_ENOTFOUND, "document \"%s\" not found in collection \"%s\"", id, coll);
+    else
+        rc = to_json_string(db, v->data, v->doc_len, json_out, len_out);
+    cl_snap_end(c, slot);
+    conn_unref(c);
+    return rc;
+}
+
+/* ---- writes through batches ---- */
+
+static int send_batch(dotdb *db, const dbuf *b, uint64_t snapshot)
+{
+    return cl_call(db, WIRE_OP_BATCH, snapshot, b->data, b->len, NULL, NULL);
+}
+
+static int one_op(dotdb *db, uint8_t kind, const char *coll, const char *id, const uint8_t *doc,
+                  size_t doc_len)
+{
+    dbuf b;
+    size_t start;
+    dbuf_init(&b);
+    batch_op op = {.kind = kind, .coll = coll, .coll_len = strlen(coll), .id = id,
+                   .id_len = id ? strlen(id) : 0, .doc = doc, .doc_len = doc_len};
+    int rc = batch_begin(&b, &start);
+    if (rc == 0)
+        rc = batch_add(&b, start, &op);
+    rc = rc ? cl_fail(db, rc, "out of memory") : send_batch(db, &b, 0);
+    dbuf_free(&b);
+    return rc;
+}
+
+int dotdb_create_collection(dotdb *db, const char *coll)
+{
+    int rc = check_name(db, coll);
+    return rc ? rc : one_op(db, BOP_CREATE_COLL, coll, NULL, NULL, 0);
+}
+
+int dotdb_drop_collection(dotdb *db, const char *coll)
+{
+    int rc = check_name(db, coll);
+    return rc ? rc : one_op(db, BOP_DROP_COLL, coll, NULL, NULL, 0);
+}
+
+int dotdb_delete(dotdb *db, const char *coll, const char *id)
+{
+    int rc = check_name(db, coll);
+    if (rc == 0)
+        rc = check_id(db, id);
+    return rc ? rc : one_op(db, BOP_DELETE, coll, id, NULL, 0);
+}
+
+static int put_or_update(dotdb *db, uint8_t kind, const char *coll, const char *id,
+                         const char *json, size_t len, char *id_out)
+{
+    char idb[DOTDB_ID_MAX + 1];
+    if (id_out)
+        id_out[0] = 0;
+    int rc = check_name(db, coll);
+    if (rc != 0)
+        return rc;
+    conn *c;
+    if ((rc = cl_conn_get(db, &c)) != 0)
+        return rc;
+    dbuf doc;
+    dbuf_init(&doc);
+    if (kind == BOP_UPDATE) {
+        /* The update's target id goes in when the document has none. */
+        codec_limits lim = cl_limits(c);
+        char err[512] = "";
+        rc = codec_from_json(json, len, &lim, id, &doc, idb, err, sizeof err);
+        if (rc != 0)
+            rc = cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));
+        else if (strcmp(idb, id) != 0)
+            rc = cl_fail(db, DOTDB_EBADID, "the document's id \"%s\" differs from \"%s\"", idb, id);
+    } else {
+        rc = cl_encode_doc(db, c, json, len, 1, &doc, idb);
+    }
+    conn_unref(c);
+    if (rc == 0)
+        rc = one_op(db, kind, coll, kind == BOP_UPDATE ? id : NULL, doc.data, doc.len);
+    if (rc == 0 && id_out)
+        memcpy(id_out, idb, strlen(idb) + 1);
+    dbuf_free(&doc);
+    return rc;
+}
+
+int dotdb_put(dotdb *db, const char *coll, const char *json, size_t len, char *id_out)
+{
+    return put_or_update(db, BOP_PUT, coll, NULL, json, len, id_out);
+}
+
+int dotdb_update(dotdb *db, const char *coll, const char *id, const char *json, size_t len)
+{
+    int rc = check_id(db, id);
+    return rc ? rc : put_or_update(db, BOP_UPDATE, coll, id, json, len, NULL);
+}
+
+/* Next JSON object in text: one per line, or the elements of one array. */
+static int next_json_object(const char *s, size_t len, size_t *pos, size_t *start, size_t *end)
+{
+    size_t i = *pos;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == ','))
+        i++;
+    if (i >= len || s[i] == ']')
+        return 0;
+    if (s[i] != '{')
+        return -1;
+    /* Find the matching brace, skipping strings. */
+    int depth = 0, in_str = 0;
+    size_t j = i;
+    for (; j < len; j++) {
+        char ch = s[j];
+        if (in_str) {
+            if (ch == '\\')
+                j++;
+            else if (ch == '"')
+                in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth == 0)
+                break;
+        }
+    }
+    *start = i;
+    *end = j < len ? j + 1 : len;
+    *pos = *end;
+    return 1;
+}
+
+int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, size_t *count_out)
+{
+    if (count_out)
+        *count_out = 0;
+    int rc = check_name(db, coll);
+    if (rc != 0)
+        return rc;
+    conn *c;
+    if ((rc = cl_conn_get(db, &c)) != 0)
+        return rc;
+    dbuf b, doc;
+    size_t start, pos = 0, s, e, n = 0;
+    dbuf_init(&b);
+    dbuf_init(&doc);
+    if (json == NULL)
+        json = "", len = 0;
+    while (len && (json[pos] == ' ' || json[pos] == '\n' || json[pos] == '\t' || json[pos] == '\r'))
+        if (++pos == len)
+            break;
+    if (pos < len && json[pos] == '[')
+        pos++;
+    rc = batch_begin(&b, &start);
+    int more;
+    while (rc == 0 && (more = next_json_object(json, len, &pos, &s, &e)) != 0) {
+        char idb[DOTDB_ID_MAX + 1];
+        if (more < 0) {
+            rc = cl_fail(db, DOTDB_EJSON, "document %zu: expected a JSON object", n);
+            break;
+        }
+        doc.len = 0;
+        rc = cl_encode_doc(db, c, json + s, e - s, 1, &doc, idb);
+        if (rc != 0) {
+            char detail[sizeof db->errmsg];
+            memcpy(detail, db->errmsg, sizeof detail);
+            cl_fail(db, rc, "document %zu: %s", n, detail);
+            break;
+        }
+        batch_op op = {.kind = BOP_PUT, .coll = coll, .coll_len = strlen(coll), .doc = doc.data,
+                       .doc_len = doc.len};
+        rc = batch_add(&b, start, &op);
+        n++;
+    }
+    conn_unref(c);
+    if (rc == 0 && n == 0)
+        rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
+    if (rc == 0)
+        rc = send_batch(db, &b, 0);
+    if (rc == 0 && count_out)
+        *count_out = n;
+    dbuf_free(&b);
+    dbuf_free(&doc);
+    return rc;
+}
+
+/* ---- collections and stats ---- */
+
+static int cmp_names(const void *a, const void *b)
+{
+    const shm_cat_entry *x = *(const shm_cat_entry *const *)a, *y = *(const shm_cat_entry *const *)b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int r = memcmp(x->name, y->name, n);
+    return r ? r : (int)x->name_len - (int)y->name_len;
+}
+
+int dotdb_list_collections(dotdb *db, char **json_out, size_t *len_out)
+{
+    *json_out = NULL;
+    if (len_out)
+        *len_out = 0;
+    conn *c;
+    int slot, rc = cl_conn_get(db, &c);
+    uint64_t lsn;
+    if (rc != 0)
+        return rc;
+    if ((rc = cl_snap_begin(db, c, &slot, &lsn)) != 0) {
+        conn_unref(c);
+        return rc;
+    }
+    const shm_header *h = (const shm_header *)c->base;
+    const shm_catalog *cat =
+        snap_at(c->base, atomic_load_explicit(&((shm_header *)h)->catalog_off, memory_order_acquire));
+    size_t n = 0;
+    const shm_cat_entry **v = malloc((cat ? cat->count : 0) * sizeof *v + 1);
+    dbuf b;
+    dbuf_init(&b);
+    rc = v ? dbuf_putc(&b, '[') : DOTDB_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && cat && i < cat->count; i++)
+        if (cat->entries[i].create_lsn <= lsn && lsn < cat->entries[i].drop_lsn)
+            v[n++] = &cat->entries[i];
+    if (rc == 0)
+        qsort(v, n, sizeof *v, cmp_names);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = dbuf_putc(&b, ',');
+        if (rc == 0)
+            rc = dbuf_putc(&b, '"');
+        if (rc == 0)
+            rc = dbuf_append(&b, v[i]->name, v[i]->name_len); /* names need no escaping */
+        if (rc == 0)
+            rc = dbuf_putc(&b, '"');
+    }
+    cl_snap_end(c, slot);
+    conn_unref(c);
+    free(v);
+    if (rc == 0)
+        rc = dbuf_append(&b, "]", 2);
+    if (rc != 0) {
+        dbuf_free(&b);
+        return cl_fail(db, rc, "out of memory");
+    }
+    if (len_out)
+        *len_out = b.len - 1;
+    *json_out = (char *)dbuf_steal(&b, NULL);
+    return 0;
+}
+
+int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out)
+{
+    *json_out = NULL;
+    if (len_out)
+        *len_out = 0;
+    if (coll) {
+        int rc = check_name(db, coll);
+        if (rc != 0)
+            return rc;
+    }
+    dbuf b;
+    dbuf_init(&b);
+    int rc = cl_call(db, WIRE_OP_STATS, 0, coll, coll ? strlen(coll) : 0, &b, NULL);
+    if (rc == 0)
+        rc = dbuf_putc(&b, 0);
+    if (rc != 0) {
+        dbuf_free(&b);
+        return rc;
+    }
+    if (len_out)
+        *len_out = b.len - 1;
+    *json_out = (char *)dbuf_steal(&b, NULL);
+    return 0;
+}
+
+/* ---- transactions ---- */
+
+int dotdb_txn_begin(dotdb *db, unsigned flags, dotdb_txn **out)
+{
+    *out = NULL;
+    if (flags & ~(DOTDB_TXN_READONLY | DOTDB_TXN_SERIALIZABLE))
+        return cl_fail(db, DOTDB_EINVAL, "unknown transaction flags 0x%x", flags);
+    dotdb_txn *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return cl_fail(db, DOTDB_ENOMEM, "out of memory");
+    int rc = cl_conn_get(db, &t->c);
+    if (rc == 0)
+        rc = cl_snap_begin(db, t->c, &t->slot, &t->lsn);
+    if (rc != 0) {
+        if (t->c)
+            conn_unref(t->c);
+        free(t);
+        return rc;
+    }
+    t->db = db;
+    t->flags = flags;
+    *out = t;
+    return 0;
+}
+
+uint64_t dotdb_txn_lsn(const dotdb_txn *txn) { return txn->lsn; }
+
+static txn_write *find_write(dotdb_txn *t, const char *coll, const char *id)
+{
+    for (size_t i = t->n_w; i-- > 0;)
+        if (strcmp(t->w[i].coll, coll) == 0 && strcmp(t->w[i].id, id) == 0)
+            return &t->w[i];
+    return NULL;
+}
+
+static int remember_read(dotdb_txn *t, const char *coll, const char *id)
+{
+    if (!(t->flags & DOTDB_TXN_SERIALIZABLE))
+        return 0;
+    if (t->n_r == t->cap_r) {
+        size_t cap = t->cap_r ? t->cap_r * 2 : 8;
+        txn_read *p = realloc(t->r, cap * sizeof *p);
+        if (p == NULL)
+            return cl_fail(t->db, DOTDB_ENOMEM, "out of memory");
+        t->r = p;
+        t->cap_r = cap;
+    }
+    snprintf(t->r[t->n_r].coll, sizeof t->r[0].coll, "%s", coll);
+    snprintf(t->r[t->n_r].id, sizeof t->r[0].id, "%s", id);
+    t->n_r++;
+    return 0;
+}
+
+int dotdb_txn_get(dotdb_txn *txn, const char *coll, const char *id, dotdb_doc *out)
+{
+    memset(out, 0, sizeof *out);
+    dotdb *db = txn->db;
+    int rc = check_name(db, coll);
+    if (rc == 0)
+        rc = check_id(db, id);
+    if (rc != 0)
+        return rc;
+    txn_write *w = find_write(txn, coll, id);
+    if (w) {
+        if (w->kind == BOP_DELETE)
+            return cl_fail(db, DOTDB_ENOTFOUND, "document \"%s\" was deleted in this transaction", id);
+        out->data = w->doc;
+        out->len = w->doc_len;
+        out->id = (const char *)w->doc + w->id_pos;
+        out->id_len = w->id_len;
+        return 0;
+    }
+    conn *c = txn->c;
+    const shm_cat_entry *ce = snap_find_coll(c->base, txn->lsn, coll, strlen(coll));
+    const shm_version *v = ce ? snap_lookup(c->base, (const shm_coll *)(c->base + ce->coll_off),
+                                            txn->lsn, id, strlen(id))
+                              : NULL;
+    if ((rc = cl_snap_check(db, c, txn->slot, txn->lsn)) != 0)
+        return rc;
+    if ((rc = remember_read(txn, coll, id)) != 0)
+        return rc;
+    if (ce == NULL)
+        return cl_fail(db, DOTDB_ENOCOLL, "collection \"%s\" does not exist", coll);
+    if (v == NULL)
+        return cl_fail(db, DOTDB_ENOTFOUND, "document \"%s\" not found in collection \"%s\"", id, coll);
+    view_of(v, out);
+    return 0;
+}
+
+static int add_write(dotdb_txn *t, uint8_t kind, const char *coll, const char *id,
+                     uint8_t *doc, size_t doc_len, size_t id_pos)
+{
+    if (t->flags & DOTDB_TXN_READONLY) {
+        free(doc);
+        return cl_fail(t->db, DOTDB_EINVAL, "the transaction is read-only");
+    }
+    if (t->n_w == t->cap_w) {
+        size_t cap = t->cap_w ? t->cap_w * 2 : 8;
+        txn_write *p = realloc(t->w, cap * sizeof *p);
+        if (p == NULL) {
+            free(doc);
+            return cl_fail(t->db, DOTDB_ENOMEM, "out of memory");
+        }
+        t->w = p;
+        t->cap_w = cap;
+    }
+    txn_write *w = &t->w[t->n_w++];
+    w->kind = kind;
+    snprintf(w->coll, sizeof w->coll, "%s", coll);
+    w->coll_len = strlen(coll);
+    snprintf(w->id, sizeof w->id, "%s", id);
+    w->id_len = strlen(id);
+    w->doc = doc;
+    w->doc_len = doc_len;
+    w->id_pos = id_pos;
+    return 0;
+}
+
+int dotdb_txn_put(dotdb_txn *txn, const char *coll, const char *json, size_t len, char *id_out)
+{
+    dotdb *db = txn->db;
+    char idb[DOTDB_ID_MAX + 1];
+    if (id_out)
+        id_out[0] = 0;
+    int rc = check_name(db, coll);
+    if (rc != 0)
+        return rc;
+    dbuf doc;
+    dbuf_init(&doc);
+    if ((rc = cl_encode_doc(db, txn->c, json, len, 1, &doc, idb)) != 0)
+        return rc;
+    const char *idp;
+    size_t idl;
+    char err[128];
+    codec_validate_doc(doc.data, doc.len, (int)txn->c->max_depth, &idp, &idl, err, sizeof err);
+    size_t id_pos = (size_t)((const uint8_t *)idp - doc.data);
+    size_t n;
+    uint8_t *bytes = dbuf_steal(&doc, &n);
+    if ((rc = add_write(txn, BOP_PUT, coll, idb, bytes, n, id_pos)) != 0)
+        return rc;
+    if (id_out)
+        memcpy(id_out, idb, strlen(idb) + 1);
+    return 0;
+}
+
+int dotdb_txn_delete(dotdb_txn *txn, const char *coll, const char *id)
+{
+    int rc = check_name(txn->db, coll);
+    if (rc == 0)
+        rc = check_id(txn->db, id);
+    return rc ? rc : add_write(txn, BOP_DELETE, coll, id, NULL, 0, 0);
+}
+
+static void txn_free(dotdb_txn *t)
+{
+    cl_snap_end(t->c, t->slot);
+    conn_unref(t->c);
+    for (size_t i = 0; i < t->n_w; i++)
+        free(t->w[i].doc);
+    free(t->w);
+    free(t->r);
+    free(t);
+}
+
+int dotdb_txn_commit(dotdb_txn *txn)
+{
+    dotdb *db = txn->db;
+    if (txn->n_w == 0) {
+        int rc = cl_snap_check(db, txn->c, txn->slot, txn->lsn);
+        txn_free(txn);
+        return rc;
+    }
+    dbuf b;
+    size_t start;
+    dbuf_init(&b);
+    int rc = batch_begin(&b, &start);
+    for (size_t i = 0; rc == 0 && i < txn->n_r; i++) {
+        batch_op op = {.kind = BOP_CHECK, .coll = txn->r[i].coll, .coll_len = strlen(txn->r[i].coll),
+                       .id = txn->r[i].id, .id_len = strlen(txn->r[i].id)};
+        rc = batch_add(&b, start, &op);
+    }
+    for (size_t i = 0; rc == 0 && i < txn->n_w; i++) {
+        txn_write *w = &txn->w[i];
+        batch_op op = {.kind = w->kind, .coll = w->coll, .coll_len = w->coll_len,
+                       .id = w->kind == BOP_DELETE ? w->id : NULL,
+                       .id_len = w->kind == BOP_DELETE ? w->id_len : 0, .doc = w->doc,
+                       .doc_len = w->doc_len};
+        rc = batch_add(&b, start, &op);
+    }
+    uint64_t snap = txn->lsn;
+    txn_free(txn);
+    rc = rc ? cl_fail(db, rc, "out of memory") : send_batch(db, &b, snap);
+    dbuf_free(&b);
+    return rc;
+}
+
+void dotdb_txn_abort(dotdb_txn *txn)
+{
+    if (txn)
+        txn_free(txn);
+}
+
+/* ---- views ---- */
+
+int dotdb_doc_get(const dotdb_doc *doc, const char *path, dotdb_value *out)
+{
+    memset(out, 0, sizeof *out);
+    codec_val v = {doc->data, doc->len}, r;
+    if (path == NULL)
+        return DOTDB_EINVAL;
+    if (!codec_get_path(v, path, strlen(path), &r)) {
+        out->type = DOTDB_T_MISSING;
+        return 0;
+    }
+    codec_to_value(r, out);
+    return 0;
+}
+
+int dotdb_doc_to_json(const dotdb_doc *doc, char **json_out, size_t *len_out)
+{
+    *json_out = NULL;
+    dbuf b;
+    dbuf_init(&b);
+    int rc = codec_to_json((codec_val){doc->data, doc->len}, &b);
+    if (rc == 0)
+        rc = dbuf_putc(&b, 0);
+    if (rc != 0) {
+        dbuf_free(&b);
+        return rc;
+    }
+    if (len_out)
+        *len_out = b.len - 1;
+    *json_out = (char *)dbuf_steal(&b, NULL);
+    return 0;
+}

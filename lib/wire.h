@@ -1,0 +1,116 @@
+/*
+ * wire.h - DotDB's wire protocol and batch encoding.
+ *
+ * Frames over a SOCK_STREAM Unix socket, both directions, little endian:
+ *
+ *   0  len      u32  payload bytes that follow the 24-byte header
+ *   4  req_id   u32  chosen by the client, echoed in the response
+ *   8  op       u16  WIRE_OP_*
+ *   10 flags    u16  0
+ *   12 status   i32  responses: DOTDB_OK or a DOTDB_E* code; requests: 0
+ *   16 lsn      u64  requests: the snapshot LSN of an optimistic batch (0:
+ *                    none); responses: the commit LSN the request produced
+ *                    or observed
+ *   24 payload
+ *
+ * A failed response's payload is the error message (UTF-8, no NUL).
+ * The first request on a connection must be HELLO; the coordinator checks
+ * the peer's credentials before it answers, and the HELLO response carries
+ * two descriptors (SCM_RIGHTS): the sealed data object and the
+ * connection's reader-slot page.  Clients may pipeline requests; responses
+ * come back in request order.
+ *
+ * HELLO request:  u32 protocol version, u32 layout version, u64 pid
+ * HELLO response: u64 epoch, u64 max_size, u32 conn_id, u32 nslots,
+ *                 u64 max_document_size, u64 max_depth
+ * BATCH request:  a batch (below); response: the batch's LSN.
+ * STATS request:  a collection name (may be empty); response: JSON text.
+ *
+ * Batch (also the payload of a WAL record, so replay applies exactly what
+ * was acknowledged):
+ *   u32 nops, then nops times:
+ *   0  kind     u8   BOP_*
+ *   1  flags    u8   0
+ *   2  coll_len u16  1..64
+ *   4  id_len   u16  0..255
+ *   6  reserved u16  0
+ *   8  doc_len  u32  bytes of binary document (BOP_PUT / BOP_UPDATE)
+ *   12 coll, id, doc bytes
+ */
+#ifndef DOTDB_WIRE_H
+#define DOTDB_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define WIRE_HDR_SIZE 24u
+#define WIRE_MAX_FRAME (1u << 30)
+
+enum wire_op {
+    WIRE_OP_HELLO = 1,
+    WIRE_OP_BATCH = 2,
+    WIRE_OP_STATS = 3,
+    WIRE_OP_PING = 4,
+};
+
+typedef struct wire_hdr {
+    uint32_t len;
+    uint32_t req_id;
+    uint16_t op;
+    uint16_t flags;
+    int32_t status;
+    uint64_t lsn;
+} wire_hdr;
+
+enum batch_kind {
+    BOP_PUT = 1,         /* insert or replace; creates the collection if needed */
+    BOP_UPDATE = 2,      /* replace an existing document */
+    BOP_DELETE = 3,      /* delete an existing document */
+    BOP_CREATE_COLL = 4,
+    BOP_DROP_COLL = 5,
+    BOP_CHECK = 6,       /* optimistic read check: unchanged since the snapshot */
+};
+
+#define BOP_HDR_SIZE 12u
+
+typedef struct batch_op {
+    uint8_t kind;
+    const char *coll;
+    size_t coll_len;
+    const char *id;
+    size_t id_len;
+    const uint8_t *doc;
+    size_t doc_len;
+} batch_op;
+
+/* Encode / decode the 24-byte header. */
+void wire_hdr_put(uint8_t *p, const wire_hdr *h);
+void wire_hdr_get(const uint8_t *p, wire_hdr *h);
+
+/* Start a batch in b (appends the op count placeholder; b is caller-owned). */
+int batch_begin(dbuf *b, size_t *start);
+/* Append one op; bumps the count at b->data + start. */
+int batch_add(dbuf *b, size_t start, const batch_op *op);
+/* Number of ops so far. */
+uint32_t batch_count(const dbuf *b, size_t start);
+
+/* Iterator over an untrusted batch: every length is checked against the
+ * buffer (I9).  batch_next returns 1 with *op filled, 0 at the end, or
+ * DOTDB_EPROTO with a message in err for a malformed batch. */
+typedef struct batch_iter {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+    uint32_t nops;
+    uint32_t done;
+} batch_iter;
+
+int batch_iter_init(batch_iter *it, const uint8_t *p, size_t len, char *err, size_t errlen);
+int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen);
+
+/* Collection name rule: ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$.  1 valid, 0 not. */
+int name_is_valid(const char *name, size_t len);
+
+#endif /* DOTDB_WIRE_H */
