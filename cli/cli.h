@@ -66,10 +66,17 @@ void cbuf_fini(struct cbuf *b);
 
 /* ---- JSON text (jsontext.c) ------------------------------------------ */
 
-/* 1 if text (len bytes) is exactly one JSON value (RFC 8259 syntax,
- * surrounding whitespace allowed), else 0.  Syntax only: the library does
- * the real validation; this decides how to read a `find FIELD VALUE`. */
-int cli_json_is_valid(const char *text, size_t len);
+/* Results of cli_json_check(). */
+enum cli_json_syntax {
+    CLI_JSON_OK = 0, /* exactly one JSON value, whitespace around allowed */
+    CLI_JSON_BAD,    /* not JSON; *err_offset is near the first bad byte */
+    CLI_JSON_DEEP    /* nested too deeply to scan: let the library judge */
+};
+/* Check the syntax of text (len bytes) against RFC 8259.  Syntax only:
+ * the library does the real validation.  The CLI needs it to decide how
+ * to read `find FIELD VALUE` and to hold import to one document per line
+ * (dotdb_put_many splits on braces, not on newlines). */
+int cli_json_check(const char *text, size_t len, size_t *err_offset);
 /* Write json (len bytes) to out as one line: if the text spans several
  * lines, whitespace outside strings is dropped.  0, or -1 on write error. */
 int cli_write_json_line(FILE *out, const char *json, size_t len);

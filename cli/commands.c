@@ -169,13 +169,14 @@ static int is_filter_arg(const char *arg)
  * needs no shell quoting of JSON quotes. */
 static int build_field_filter(const char *field, const char *value, struct cbuf *out)
 {
-    size_t vlen = strlen(value);
+    size_t vlen = strlen(value), bad_at;
+    int is_json = cli_json_check(value, vlen, &bad_at) != CLI_JSON_BAD;
 
     if (cbuf_append(out, "{", 1) != 0 || cbuf_append_json_string(out, field, strlen(field)) != 0 ||
         cbuf_append(out, ":", 1) != 0)
         return -1;
-    if (cli_json_is_valid(value, vlen) ? cbuf_append(out, value, vlen) != 0
-                                        : cbuf_append_json_string(out, value, vlen) != 0)
+    if (is_json ? cbuf_append(out, value, vlen) != 0
+                : cbuf_append_json_string(out, value, vlen) != 0)
         return -1;
     return cbuf_append(out, "}", 1);
 }

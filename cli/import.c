@@ -3,12 +3,14 @@
  *
  * Import reads the file line by line (any length, LF or CRLF, a last line
  * without a newline), skips blank lines and sends the documents to
- * dotdb_put_many() in batches of at most IMPORT_BATCH_DOCS documents or
- * about IMPORT_BATCH_BYTES bytes.  A batch is atomic in the library: when
+ * dotdb_put_many() in batches of at most IMPORT_BATCH_DOCS documents and
+ * IMPORT_BATCH_BYTES bytes (a longer line goes alone).  A batch is atomic in the library: when
  * one document is bad, nothing of its batch is stored, earlier batches stay
  * stored, and the import stops.  The library names the bad document by its
  * 0-based index in the batch; lines[] maps that index back to the line
- * number of the file, which is what the user can act on.
+ * number of the file, which is what the user can act on.  For that mapping
+ * to hold, each line must be exactly one JSON object: the CLI checks the
+ * syntax of every line before it queues it (see add_line).
  *
  * Export is a find without a filter, one document per line, which import
  * reads back unchanged.
@@ -69,30 +71,49 @@ static void progress_end(struct import *im)
     im->progress_shown = 0;
 }
 
+/* ---- stopping ------------------------------------------------------------ */
+
+/* The closing message of a failed import: what is stored and what is not.
+ * Nothing of the current batch was sent, or it failed as a whole. */
+static void report_stopped(struct import *im, size_t bad_line)
+{
+    size_t first_unstored = im->ndocs ? im->lines[0] : bad_line;
+
+    cli_msg("import: stopped: %" PRIu64 " documents imported; nothing from line %zu on was stored",
+            im->imported, first_unstored);
+}
+
+/* "import: line N: reason" for a line the CLI itself rejects. */
+static int reject_line(struct import *im, size_t lineno, const char *reason, size_t column)
+{
+    progress_end(im);
+    if (column)
+        cli_msg("import: line %zu: %s at column %zu", lineno, reason, column);
+    else
+        cli_msg("import: line %zu: %s", lineno, reason);
+    report_stopped(im, lineno);
+    return CLI_EXIT_INPUT;
+}
+
 /* ---- batches ------------------------------------------------------------ */
 
 /* The 0-based document index that dotdb_put_many's message names, or -1.
- * The message reads "document N: reason" (or "... index N ..."); take the
- * first number after one of those words. */
+ * The message reads "document N: reason"; take the number after the first
+ * "document " that has one. */
 static long failed_index(const char *msg)
 {
-    static const char *const words[] = { "document ", "index ", "item " };
+    static const char word[] = "document ";
 
-    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
-        const char *p = strstr(msg, words[w]);
+    for (const char *p = strstr(msg, word); p; p = strstr(p + 1, word)) {
+        const char *digits = p + sizeof word - 1;
         char *end;
         long idx;
 
-        if (!p)
-            continue;
-        p += strlen(words[w]);
-        if (*p == '#')
-            p++;
-        if (*p < '0' || *p > '9')
+        if (*digits < '0' || *digits > '9')
             continue;
         errno = 0;
-        idx = strtol(p, &end, 10);
-        if (errno == 0 && end != p)
+        idx = strtol(digits, &end, 10);
+        if (errno == 0 && end != digits)
             return idx;
     }
     return -1;
@@ -103,7 +124,7 @@ static const char *strip_index(const char *msg)
 {
     const char *colon = strstr(msg, ": ");
 
-    return colon && failed_index(msg) >= 0 && colon - msg < 32 ? colon + 2 : msg;
+    return colon && strncmp(msg, "document ", 9) == 0 && failed_index(msg) >= 0 ? colon + 2 : msg;
 }
 
 static int report_batch_failure(struct import *im, int rc)
@@ -116,9 +137,7 @@ static int report_batch_failure(struct import *im, int rc)
         cli_msg("import: line %zu: %s", im->lines[idx], strip_index(detail));
     else
         cli_msg("import: lines %zu-%zu: %s", im->lines[0], im->lines[im->ndocs - 1], detail);
-    cli_msg("import: stopped; %" PRIu64 " documents imported before the failed batch "
-            "(nothing from line %zu on was stored)",
-            im->imported, im->lines[0]);
+    report_stopped(im, im->lines[0]);
     return cli_exit_code(rc);
 }
 
@@ -149,25 +168,34 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
-/* Queue one line (newline and CR already removed).  Only objects are
- * accepted: a line holding an array would make put_many read it as many
- * documents and break the index -> line mapping. */
+/* Queue one line (newline and CR already removed).  dotdb_put_many finds
+ * documents by matching braces, not by lines, so a line with a stray brace
+ * or two objects, or an object continued on the next line, would shift
+ * its index -> line mapping (or be glued into one document).  Checking
+ * that each line is exactly one JSON object keeps one document per line
+ * and names the right line. */
 static int add_line(struct import *im, const char *line, size_t n, size_t lineno)
 {
-    size_t lead = strspn(line, " \t");
+    size_t bad_at = 0;
+    int syntax = cli_json_check(line, n, &bad_at);
 
-    if (lead >= n || line[lead] != '{') {
-        progress_end(im);
-        cli_msg("import: line %zu: not a JSON object", lineno);
-        cli_msg("import: stopped; %" PRIu64 " documents imported before this line", im->imported);
-        return CLI_EXIT_INPUT;
+    if (syntax == CLI_JSON_BAD)
+        return bad_at >= n ? reject_line(im, lineno, "malformed JSON: unexpected end of line", 0)
+                           : reject_line(im, lineno, "malformed JSON", bad_at + 1);
+    if (line[strspn(line, " \t\r\n")] != '{')
+        return reject_line(im, lineno, "not a JSON object", 0);
+    /* send first if this line would take the batch past its byte budget;
+     * a single line larger than the budget goes alone */
+    if (im->ndocs > 0 && im->batch.len + n + 1 > IMPORT_BATCH_BYTES) {
+        int status = flush_batch(im);
+
+        if (status != CLI_EXIT_OK)
+            return status;
     }
     if (cbuf_append(&im->batch, line, n) != 0 || cbuf_append(&im->batch, "\n", 1) != 0)
         return cli_oom(im->ctx);
     im->lines[im->ndocs++] = lineno;
-    if (im->ndocs == IMPORT_BATCH_DOCS || im->batch.len >= IMPORT_BATCH_BYTES)
-        return flush_batch(im);
-    return CLI_EXIT_OK;
+    return im->ndocs == IMPORT_BATCH_DOCS ? flush_batch(im) : CLI_EXIT_OK;
 }
 
 static int read_lines(struct import *im)

@@ -15,8 +15,9 @@
 
 #include "cli.h"
 
-/* Past this depth the scanner gives up (the library's own limit is 100);
- * it keeps the recursion of a hostile argument bounded. */
+/* Past this depth the scanner gives up and says so (CLI_JSON_DEEP): the
+ * library's limit is lower, so it will reject the text with a proper
+ * message; the bound keeps the recursion of a hostile input small. */
 #define SCAN_MAX_DEPTH 128
 
 /* ---- cbuf ------------------------------------------------------------- */
@@ -116,12 +117,16 @@ void cbuf_fini(struct cbuf *b)
     b->len = b->cap = 0;
 }
 
-/* ---- syntax scanner ----------------------------------------------------- */
+/* ---- syntax scanner -----------------------------------------------------
+ *
+ * Recursive descent over RFC 8259 syntax; on failure s->p is left at (or
+ * just past) the offending byte, which error messages report. */
 
 struct scan {
     const char *p;
     const char *end;
     int depth;
+    int too_deep; /* gave up at SCAN_MAX_DEPTH */
 };
 
 static int scan_value(struct scan *s);
@@ -252,8 +257,10 @@ static int scan_value(struct scan *s)
     switch (*s->p) {
     case '{':
     case '[':
-        if (++s->depth > SCAN_MAX_DEPTH)
+        if (++s->depth > SCAN_MAX_DEPTH) {
+            s->too_deep = 1;
             return 0;
+        }
         ok = scan_members(s, *s->p++ == '{' ? '}' : ']');
         s->depth--;
         return ok;
@@ -270,14 +277,18 @@ static int scan_value(struct scan *s)
     }
 }
 
-int cli_json_is_valid(const char *text, size_t len)
+int cli_json_check(const char *text, size_t len, size_t *err_offset)
 {
-    struct scan s = { text, text + len, 0 };
+    struct scan s = { text, text + len, 0, 0 };
+    int ok;
 
-    if (!scan_value(&s))
-        return 0;
-    scan_ws(&s);
-    return s.p == s.end;
+    ok = scan_value(&s);
+    if (ok)
+        scan_ws(&s);
+    *err_offset = (size_t)(s.p - text);
+    if (s.too_deep)
+        return CLI_JSON_DEEP;
+    return ok && s.p == s.end ? CLI_JSON_OK : CLI_JSON_BAD;
 }
 
 /* ---- output ------------------------------------------------------------ */

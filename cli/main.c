@@ -15,6 +15,7 @@
  * of silently lost output.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,7 +57,8 @@ static const struct cli_command commands[] = {
     { "get", "C ID", "print document ID (exit 3 if not found)", NULL, 2, 2, CMD_NEEDS_DB,
       cmd_get },
     { "update", "C ID JSON", "replace document ID (exit 3 if not found)",
-      "An \"id\" in JSON, if present, must equal ID.\n", 3, 3, CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_update },
+      "An \"id\" in JSON, if present, must equal ID.\n", 3, 3, CMD_NEEDS_DB | CMD_JSON_ARGS,
+      cmd_update },
     { "delete", "C ID", "delete document ID (exit 3 if not found)", NULL, 2, 2, CMD_NEEDS_DB,
       cmd_delete },
     { "find", "C [FILTER_JSON | FIELD VALUE] [--limit N] [--skip N]",
@@ -348,6 +350,18 @@ static int parse_command_line(struct cli_ctx *ctx, int argc, char **argv,
 
 /* ---- the database ------------------------------------------------------- */
 
+/* The library's message for a failed open or start names the directory
+ * and the remedy; only a bare status code needs the directory added. */
+static void report_open_failure(const struct cli_ctx *ctx, int rc)
+{
+    const char *detail = dotdb_errmsg(NULL);
+
+    if (detail && *detail)
+        cli_msg("%s", detail);
+    else
+        cli_msg("cannot open the database in \"%s\": %s", ctx->dir, dotdb_strerror(rc));
+}
+
 /* dotdb_open() cannot pass --config to the coordinator it autostarts, so
  * with --config start it here first.  Losing a start race to another
  * process (DOTDB_ELOCKED) is fine: dotdb_open() attaches to the winner. */
@@ -361,7 +375,7 @@ static int start_with_config(struct cli_ctx *ctx, const dotdb_options *opts)
     rc = dotdb_coordinator_start(ctx->dir, ctx->config_path, opts);
     if (rc == DOTDB_OK || rc == DOTDB_ELOCKED)
         return CLI_EXIT_OK;
-    cli_msg("cannot start a coordinator for \"%s\": %s", ctx->dir, cli_detail(NULL, rc));
+    report_open_failure(ctx, rc);
     return cli_exit_code(rc);
 }
 
@@ -379,11 +393,32 @@ static int open_db(struct cli_ctx *ctx)
     rc = dotdb_open(ctx->dir, &opts, &ctx->db);
     if (rc == DOTDB_OK)
         return CLI_EXIT_OK;
-    cli_msg("cannot open the database in \"%s\": %s", ctx->dir, cli_detail(NULL, rc));
-    if (rc == DOTDB_ENOCOORD && ctx->no_autostart)
-        cli_msg("--no-autostart was given; start one with: dotdb --db %s coordinator start",
-                ctx->dir);
+    report_open_failure(ctx, rc);
     return cli_exit_code(rc);
+}
+
+/* The library opens sockets and memfds; one that landed on a descriptor
+ * 0-2 the caller had closed would receive our output.  Plug the holes
+ * with /dev/null, and refuse to run without a stdout at all (results
+ * would vanish while the exit code said success). */
+static int guard_std_fds(void)
+{
+    int stdout_closed = 0;
+
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        if (fd == 1)
+            stdout_closed = 1;
+        /* open() takes the lowest free number: this one */
+        if (open("/dev/null", O_RDWR) != fd)
+            return -1;
+    }
+    if (stdout_closed) {
+        cli_msg("standard output is closed");
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -395,6 +430,8 @@ int main(int argc, char **argv)
 
     /* A closed stdout must become a write error we can report and turn
      * into exit 1, not a silent death; the same protects the socket. */
+    if (guard_std_fds() != 0)
+        return CLI_EXIT_ERROR;
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
         cli_msg("cannot ignore SIGPIPE: %s", strerror(errno));
         return CLI_EXIT_ERROR;

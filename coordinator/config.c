@@ -632,7 +632,24 @@ static int os_error(char *err, size_t errlen, const char *what, const char *path
     return DOTDB_EOS;
 }
 
-/* The whole file in a new buffer (*text_out, *len_out). */
+/* Read up to n bytes (fewer at end of file) into buf; 0 or an errno value. */
+static int read_all(int fd, char *buf, size_t n, size_t *got)
+{
+    *got = 0;
+    while (*got < n) {
+        ssize_t r = read(fd, buf + *got, n - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno;
+        if (r == 0)
+            break; /* shrank under us: parse what is there */
+        *got += (size_t)r;
+    }
+    return 0;
+}
+
+/* The whole file in a new NUL-terminated buffer (*text_out, *len_out). */
 static int read_file(const char *path, char **text_out, size_t *len_out, char *err,
                      size_t errlen)
 {
@@ -660,17 +677,10 @@ static int read_file(const char *path, char **text_out, size_t *len_out, char *e
         rc = DOTDB_ENOMEM;
         goto out;
     }
-    while (len < (size_t)st.st_size) {
-        ssize_t r = read(fd, text + len, (size_t)st.st_size - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = os_error(err, errlen, "read", path, errno);
-            goto out;
-        }
-        if (r == 0)
-            break; /* shrank under us: parse what is there */
-        len += (size_t)r;
+    int e = read_all(fd, text, (size_t)st.st_size, &len);
+    if (e != 0) {
+        rc = os_error(err, errlen, "read", path, e);
+        goto out;
     }
     text[len] = '\0';
     *text_out = text;

@@ -28,6 +28,10 @@
 
 #define DOTDBD_VERSION "0.1.0"
 
+/* Exit statuses the launcher (lib/launch.c) tells apart. */
+#define EXIT_LOCKED 3 /* another coordinator owns the directory */
+#define EXIT_CONFIG 4 /* invalid configuration */
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -46,7 +50,10 @@ static void usage(FILE *f)
             "\n"
             "Without --foreground dotdbd returns once the database accepts connections\n"
             "(exit 0) or start-up failed (exit 1, reason on stderr); the daemon logs to\n"
-            "DIR/dotdbd.log.  SIGTERM or SIGINT stops it cleanly.\n");
+            "DIR/dotdbd.log.  SIGTERM or SIGINT stops it cleanly.\n"
+            "\n"
+            "Exit status: 0 clean stop, 1 failure, 2 usage, 3 another coordinator owns\n"
+            "DIR, 4 invalid configuration.\n");
 }
 
 typedef struct opts {
@@ -268,12 +275,13 @@ int main(int argc, char **argv)
     if (prepare_dir(o.dir, dir, sizeof dir) != 0)
         return 1;
     lockfile lock;
-    if (lockfile_acquire(dir, &lock, err, sizeof err) != 0) {
+    rc = lockfile_acquire(dir, &lock, err, sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "dotdbd: %s\n", err);
-        return 1;
+        return rc == DOTDB_ELOCKED ? EXIT_LOCKED : 1;
     }
     if (load_config(&o, dir, &cfg) != 0)
-        return 1;
+        return EXIT_CONFIG;
     if (chmod(dir, cfg.group[0] ? 0750 : 0700) != 0)
         fprintf(stderr, "dotdbd: warning: cannot chmod %s: %s\n", dir, strerror(errno));
     char sysdir[PATH_MAX + 16], waldir[PATH_MAX + 16];

@@ -764,9 +764,14 @@ static int drop_torn_creation(struct replay *r, const uint64_t *segs, size_t *n)
     if (rc != DOTDB_OK || st.st_size > (off_t)WAL_SEG_HDR_SIZE ||
         header_check(h, (uint64_t)got, segs[*n - 1]) != HDR_TORN)
         return rc;
-    if (unlinkat(w->dir_fd, name, 0) != 0 || fsync(w->dir_fd) != 0)
+    if (unlinkat(w->dir_fd, name, 0) != 0)
         return sys_fail(w, r->err, r->errlen, DOTDB_EIO, errno, "cannot remove torn segment",
                         name);
+    if (fsync(w->dir_fd) != 0) {
+        w->failed = true;
+        return sys_fail(w, r->err, r->errlen, DOTDB_EIO, errno, "fsync failed on the directory of",
+                        name);
+    }
     add_warning(r->info, "removed %s/%s: a segment of %lld bytes cut short while being created",
                 w->dir, name, (long long)st.st_size);
     r->removed_segno = segs[*n - 1];

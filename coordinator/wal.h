@@ -15,6 +15,9 @@
  *   0  len        u32  payload bytes (<= WAL_MAX_PAYLOAD)
  *   4  type       u32  WAL_REC_* (nonzero)
  *   8  lsn        u64  strictly increasing by exactly 1 through the log
+ *                      (across segments too; the one exception is under
+ *                      wal_replay: a jump whose skipped LSNs are all <=
+ *                      after_lsn, i.e. in the checkpoint)
  *   16 payload    len bytes, then zero padding to a multiple of 8
  *   .. check      u64  xxh64 (seed 0) of everything from `len` to the end
  *                      of the padding
@@ -30,6 +33,16 @@
  * so replay fails with DOTDB_ECORRUPT naming the file and the offset.
  * A segment shorter than its header, or with a bad header, at the end of
  * the log is deleted as a torn creation; elsewhere it is DOTDB_ECORRUPT.
+ * "Bad header" here means a wrong magic or checksum in a file no longer
+ * than the header (headers are synced before any record is written, so a
+ * longer file with a bad header is damage: DOTDB_ECORRUPT).  A header with
+ * a good checksum but another version is DOTDB_EVERSION, one naming another
+ * segment number DOTDB_ECORRUPT, wherever the segment is.  When the torn
+ * creation removed was the only segment, it is created again under its
+ * number.  The segment before a removed torn creation was synced before it
+ * was created, so damage in it is DOTDB_ECORRUPT too.  Segment numbers must
+ * be consecutive (a gap is DOTDB_ECORRUPT); files with other names (also
+ * non-canonical spellings such as wal_1.log) are ignored.
  *
  * Writing: wal_append() adds records to an in-memory buffer;
  * wal_write() writes the buffer with as few write() calls as possible and
@@ -40,7 +53,9 @@
  * before the call, drops the buffered records, and returns the error: the
  * caller undoes the batch.  After a failed wal_sync() the log is unusable
  * (the kernel may have dropped the dirty pages): every later call fails with
- * DOTDB_EIO.
+ * DOTDB_EIO.  The same holds after any other failed fdatasync/fsync (segment
+ * rotation or creation, truncation during replay, undoing a failed write)
+ * and when undoing a failed write itself fails.
  */
 #ifndef DOTDB_WAL_H
 #define DOTDB_WAL_H
@@ -64,14 +79,20 @@ typedef struct wal_replay_info {
 } wal_replay_info;
 
 /* Callback for each good record with lsn > after_lsn, in LSN order.  A
- * nonzero return stops replay and is returned by wal_replay. */
+ * nonzero return stops replay and is returned by wal_replay.  payload points
+ * into a read-only mapping of the segment, valid only during the call.
+ * Records are handed over while the log is being checked, so a later
+ * segment may still turn out damaged (wal_replay then fails and the caller
+ * must abort start-up rather than use what it applied). */
 typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *payload,
                             size_t len);
 
 /*
  * Open (creating if needed, mode 0700) the WAL directory and scan nothing
- * yet.  *out is owned by the caller (wal_close).  DOTDB_EOS with err naming
- * the path.
+ * yet.  Only the last path component is created; its parent directory is
+ * fsynced then.  *out is owned by the caller (wal_close).  DOTDB_EOS with
+ * err naming the path; DOTDB_EINVAL if segment_size < 56 (a header and one
+ * empty record).
  */
 int wal_open(const char *dir, uint64_t segment_size, wal **out, char *err, size_t errlen);
 
@@ -80,23 +101,34 @@ int wal_open(const char *dir, uint64_t segment_size, wal **out, char *err, size_
  * after the last good record, in the last segment (or a new segment 1 when
  * there is none).  Must be called once, before any append.  next LSN to
  * use is info->last_lsn + 1 (or after_lsn + 1 when the log is empty or
- * older).
+ * older: wal_last_lsn() then returns after_lsn).  fn may be NULL (check
+ * only).  *info is cleared on entry and again on failure.  Errors:
+ * DOTDB_ECORRUPT, DOTDB_EVERSION, DOTDB_EIO, DOTDB_EOS (err names the file
+ * and, for records, the byte offset), or the callback's nonzero value.
  */
 int wal_replay(wal *w, uint64_t after_lsn, wal_apply_fn fn, void *ctx, wal_replay_info *info,
                char *err, size_t errlen);
 
-/* Buffer one record.  lsn must be last appended + 1 (assert).  DOTDB_ENOMEM,
- * DOTDB_ETOOBIG (len > WAL_MAX_PAYLOAD). */
+/* Buffer one record.  lsn must be last appended + 1 and type nonzero, after
+ * wal_replay (assert; DOTDB_EINVAL in builds without asserts).
+ * DOTDB_ENOMEM, DOTDB_ETOOBIG (len > WAL_MAX_PAYLOAD), DOTDB_EIO (failed). */
 int wal_append(wal *w, uint64_t lsn, uint32_t type, const void *payload, size_t len);
 
-/* Write the buffered records to the file(s).  0 when nothing is buffered.
- * DOTDB_ENOSPC / DOTDB_EIO (errno detail in err). */
+/* Write the buffered records to the file(s), one write() per segment
+ * touched.  0 when nothing is buffered.  DOTDB_ENOSPC (ENOSPC, EDQUOT,
+ * EFBIG) / DOTDB_EIO (errno detail in err).  On failure every segment this
+ * call created is removed, the first one truncated back and fdatasynced, the
+ * buffer dropped and wal_last_lsn() goes back to the last written record:
+ * the next append reuses the LSNs of the dropped records. */
 int wal_write(wal *w, char *err, size_t errlen);
 
-/* fdatasync what was written.  DOTDB_EIO, after which the wal is failed. */
+/* fdatasync what was written (nothing to do when wal_unsynced_bytes() is 0;
+ * buffered, unwritten records are not written).  DOTDB_EIO, after which the
+ * wal is failed. */
 int wal_sync(wal *w, char *err, size_t errlen);
 
-/* Bytes written and not yet synced. */
+/* Bytes written and not yet synced (rotation syncs the segments it leaves,
+ * so this counts the current segment only). */
 uint64_t wal_unsynced_bytes(const wal *w);
 /* Total bytes in all segment files. */
 uint64_t wal_total_bytes(const wal *w);
@@ -105,7 +137,8 @@ uint64_t wal_current_segno(const wal *w);
 /* Last LSN appended (or replayed). */
 uint64_t wal_last_lsn(const wal *w);
 
-/* Close (without syncing; call wal_sync first for durability).  NULL ok. */
+/* Close (without syncing; call wal_sync first for durability; records
+ * buffered and not written are dropped).  NULL ok. */
 void wal_close(wal *w);
 
 #endif /* DOTDB_WAL_H */

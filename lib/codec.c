@@ -131,7 +131,8 @@ static size_t varint_read(const uint8_t *p, uint32_t *v)
 /* memcmp over the shorter key, then the shorter key first (codec.h). */
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty key may come with a NULL pointer */
     if (c != 0)
         return c;
     return (alen > blen) - (alen < blen);
@@ -150,7 +151,9 @@ typedef struct vframe {
     uint8_t is_obj;
 } vframe;
 
-#define VSTACK_INLINE 32
+/* Frames on the C stack (~4 KiB): documents within the default depth limit
+ * validate without malloc, so only deeper limits can see DOTDB_ENOMEM. */
+#define VSTACK_INLINE CODEC_DEFAULT_MAX_DEPTH
 
 typedef struct vctx {
     const uint8_t *buf;

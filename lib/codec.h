@@ -41,13 +41,12 @@
  * inside the enclosing container (and offsets past the container's table);
  * element i+1 starts where element i ends (values are contiguous and fill
  * the container exactly); doubles finite (JSON has no inf/nan); strings
- * and keys valid UTF-8; sorted[] a
- * permutation in key order with no duplicate keys; depth <= max_depth
- * (the document itself is depth 1; only containers add depth); ints in
- * their smallest width is NOT required (any width decodes), and neither is
- * the smallest container width W nor the shortest varint: the encoder
- * always writes the smallest, the validator accepts any that is otherwise
- * consistent.
+ * and keys valid UTF-8; sorted[] a permutation in key order with no
+ * duplicate keys; depth <= max_depth (the document itself is depth 1; only
+ * containers add depth); nothing after the value.  The smallest width is
+ * NOT required, for ints, for container widths W or for varints: the
+ * encoder always writes the smallest, the validator accepts any width that
+ * is otherwise consistent (any width decodes).
  *
  * Complexity: field by name O(log n) (binary search over sorted[]), array
  * element O(1), member iteration in input order.
@@ -105,9 +104,13 @@ typedef struct codec_val {
  * not NULL.  An id containing "\u0000" is copied whole; its C-string view
  * then ends early.
  *
- * lim may be NULL (the defaults).  Depth counts containers only: a scalar
- * inside 100 nested arrays is at depth 100.  The text may not exceed
- * lim->max_size nor 4 GiB - 1 bytes, and the encoding must fit both too.
+ * lim may be NULL, and a zero max_size or max_depth means its default.
+ * Depth counts containers only: a scalar inside 100 nested arrays is at
+ * depth 100.  The text may not exceed lim->max_size nor 4 GiB - 1 bytes,
+ * and neither may the encoding.  Parsing is iterative: the depth limit is
+ * checked before each container is opened, so no input can exhaust the
+ * stack.  Thread-safe (no global state); numbers do not depend on the
+ * LC_NUMERIC locale.
  *
  * Errors: DOTDB_EJSON (with line and column), DOTDB_ETOOBIG (text or
  * encoding over lim->max_size), DOTDB_ETOODEEP, DOTDB_EBADID, DOTDB_ENOMEM.
@@ -133,7 +136,9 @@ int codec_value_from_json(const char *json, size_t len, const codec_limits *lim,
  * is an object whose "id" member is a string of 1..DOTDB_ID_MAX bytes, and
  * return the id's location through id/id_len (pointers into buf).
  * DOTDB_ECORRUPT with a message naming the byte offset, DOTDB_ETOODEEP,
- * DOTDB_EBADID.  Never reads outside buf[0..len).
+ * DOTDB_EBADID (DOTDB_ENOMEM only when max_depth > 100 and the value nests
+ * deeper than 100).  Never reads outside buf[0..len); iterative, so depth
+ * does not consume C stack.  A valid non-object is DOTDB_ECORRUPT.
  */
 int codec_validate_doc(const uint8_t *buf, size_t len, int max_depth, const char **id,
                        size_t *id_len, char *err, size_t errlen);

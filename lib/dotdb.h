@@ -153,7 +153,8 @@ DOTDB_API int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *
 DOTDB_API int dotdb_put(dotdb *db, const char *coll, const char *json, size_t len,
                         char *id_out);
 /* Store several documents in one round trip and one atomic commit: `json`
- * holds JSON objects, one per line (JSON lines), or one JSON array of
+ * holds JSON objects one after another (JSON lines; any whitespace may
+ * separate them, and an object may span lines), or one JSON array of
  * objects.  *count_out (may be NULL) receives how many were stored.  If any
  * document is bad nothing is stored and dotdb_errmsg() names its index
  * (0-based) and the reason. */

@@ -58,9 +58,10 @@ static int parse_filter(dotdb *db, const char *json, filter *f)
         codec_val m;
         codec_obj_at(v, i, &k, &kl, &m);
         if (kl == 0 || k[0] == '$') {
-            dbuf_free(&b);
-            return cl_fail(db, DOTDB_EINVAL, "filter: operator \"%.*s\" is not supported yet "
-                           "(equality filters only)", (int)kl, k);
+            cl_fail(db, DOTDB_EINVAL, "filter: operator \"%.*s\" is not supported yet "
+                    "(equality filters only)", (int)kl, k);
+            dbuf_free(&b); /* after the message: k points into b */
+            return DOTDB_EINVAL;
         }
         if (codec_type(m) == DOTDB_T_OBJECT && codec_count(m) > 0) {
             const char *k2;
@@ -68,9 +69,10 @@ static int parse_filter(dotdb *db, const char *json, filter *f)
             codec_val m2;
             codec_obj_at(m, 0, &k2, &kl2, &m2);
             if (kl2 && k2[0] == '$') {
+                cl_fail(db, DOTDB_EINVAL, "filter: operator \"%.*s\" on \"%.*s\" is not "
+                        "supported yet (equality filters only)", (int)kl2, k2, (int)kl, k);
                 dbuf_free(&b);
-                return cl_fail(db, DOTDB_EINVAL, "filter: operator \"%.*s\" on \"%.*s\" is not "
-                               "supported yet (equality filters only)", (int)kl2, k2, (int)kl, k);
+                return DOTDB_EINVAL;
             }
         }
     }

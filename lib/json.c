@@ -289,7 +289,8 @@ static int size_container(jparser *p, uint32_t idx, uint64_t count, uint64_t con
 
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty key may come with a NULL pointer */
     if (c != 0)
         return c;
     return (alen > blen) - (alen < blen);
@@ -340,8 +341,18 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
         const jnode *key = &p->nodes[k];
         p->sorts[j] = (sortent){str_bytes(p, key), key->a, (uint32_t)j, k};
     }
-    if (n > 1)
+    if (n > 16) {
         qsort(p->sorts, n, sizeof *p->sorts, sortent_cmp);
+    } else {
+        /* typical objects are small: insertion sort beats qsort's overhead */
+        for (size_t i = 1; i < n; i++) {
+            sortent e = p->sorts[i];
+            size_t k = i;
+            for (; k > 0 && sortent_cmp(&p->sorts[k - 1], &e) > 0; k--)
+                p->sorts[k] = p->sorts[k - 1];
+            p->sorts[k] = e;
+        }
+    }
     for (size_t i = 1; i < n; i++)
         if (key_cmp(p->sorts[i - 1].key, p->sorts[i - 1].len, p->sorts[i].key,
                     p->sorts[i].len) == 0)

@@ -125,13 +125,14 @@ static int run_dotdbd(const char *exe, const char *dir, const char *config, char
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (strstr(msg, "already served by coordinator"))
-        return DOTDB_ELOCKED;
-    if (strstr(msg, "configuration") || strstr(msg, "config"))
-        return DOTDB_ECONFIG;
-    return DOTDB_ENOCOORD;
+    if (!WIFEXITED(status))
+        return DOTDB_ENOCOORD;
+    switch (WEXITSTATUS(status)) {
+    case 0: return 0;
+    case 3: return DOTDB_ELOCKED; /* dotdbd's exit statuses, see dotdbd --help */
+    case 4: return DOTDB_ECONFIG;
+    default: return DOTDB_ENOCOORD;
+    }
 }
 
 int dotdb_coordinator_start(const char *dir, const char *config_path, const dotdb_options *opts)

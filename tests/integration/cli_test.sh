@@ -28,11 +28,13 @@ unset DOTDB_DIR
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dotdb-cli-test.XXXXXX")
 DB="$TMP/db"
 EMPTY_DB="$TMP/never-started"
+CFG_DB="$TMP/configured"
 PASSED=0
 FAILED=0
 
 cleanup() {
     "$DOTDB" --db "$DB" coordinator stop >/dev/null 2>&1
+    "$DOTDB" --db "$CFG_DB" coordinator stop >/dev/null 2>&1
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -213,10 +215,12 @@ expect_err "get a missing document exits 3" 3 'dotdb: get: document "nobody" not
 db get nocoll x
 expect_err "get from a missing collection exits 3" 3 "dotdb: get: "
 
-db update users alice '{"name":"Alice","age":31}'
+db update users alice '{"name":"Alice","age":31,"tags":["a","b"],"prefs":{"theme":"dark"}}'
 expect "update" 0 ""
 db get users alice
 expect_match "update replaced the document" 0 '"age":31'
+db update users alice '{"id":"bob","name":"Alice"}'
+expect_err "update with a different id in the document exits 5" 5 "dotdb: update: "
 db update users nobody '{"name":"N"}'
 expect_err "update a missing document exits 3" 3 'not found'
 db update users alice '{"name":'
@@ -331,7 +335,9 @@ db import imp "$TMP/missing.jsonl"
 expect_err "import of a missing file exits 1" 1 "missing.jsonl"
 
 # a large import spans several batches; the failure is in the third one
-awk 'BEGIN { for (i = 1; i <= 2500; i++) printf "{\"id\":\"b%d\",\"n\":%d}\n", i, i;
+# (documents of ~300 bytes: the export below must overflow a pipe buffer)
+awk 'BEGIN { pad = sprintf("%280s", ""); gsub(/ /, "p", pad)
+             for (i = 1; i <= 2500; i++) printf "{\"id\":\"b%d\",\"n\":%d,\"pad\":\"%s\"}\n", i, i, pad
              print "{\"id\":\"bad\",\"n\":" }' >"$TMP/many.jsonl"
 db create-collection many
 db import many "$TMP/many.jsonl"
@@ -352,10 +358,17 @@ else
     OUT=$(diff "$TMP/a.jsonl" "$TMP/b.jsonl" | head -5) ERR=""
     fail "export | import round trip gives the same documents" "exports differ"
 fi
-"$DOTDB" --db "$DB" export many 2>"$TMP/stderr" | head -n 1 >/dev/null
+"$DOTDB" --db "$DB" export many 2>"$TMP/stderr" | true
 RC=${PIPESTATUS[0]} OUT="" ERR=$(cat "$TMP/stderr")
 expect "export into a closed pipe stops with exit 1, quietly" 1 ""
 [ -z "$ERR" ] && pass "a closed pipe is not reported as an error message" || fail "a closed pipe is not reported as an error message" "stderr not empty"
+
+"$DOTDB" --db "$DB" get users carol >/dev/full 2>"$TMP/stderr"
+RC=$? OUT="" ERR=$(cat "$TMP/stderr")
+expect_err "a full stdout is an error" 1 "write error on standard output"
+"$DOTDB" --db "$DB" collections >&- 2>"$TMP/stderr"
+RC=$? OUT="" ERR=$(cat "$TMP/stderr")
+expect_err "a closed stdout is an error" 1 "standard output is closed"
 
 # ---- deletes ---------------------------------------------------------------------
 
@@ -377,6 +390,18 @@ db collections
 (cd "$TMP" && DOTDB_DIR="$DB" "$DOTDB" count users) >"$TMP/stdout" 2>"$TMP/stderr"
 RC=$? OUT=$(cat "$TMP/stdout") ERR=$(cat "$TMP/stderr")
 expect "DOTDB_DIR selects the data directory" 0 "2"
+
+# ---- --config -----------------------------------------------------------------
+
+printf '{"storage": {"sync_mode": "normal"}}\n' >"$TMP/config.json"
+run "$DOTDB" --db "$CFG_DB" --config "$TMP/config.json" stats
+expect_match "--config applies to the coordinator a command starts" 0 '"sync_mode":"normal"'
+run "$DOTDB" --db "$TMP/cfg-missing" --config "$TMP/no-such-config.json" collections
+if [ "$RC" -ne 0 ] && [[ "$ERR" == *no-such-config.json* ]]; then
+    pass "a missing --config file is reported"
+else
+    fail "a missing --config file is reported" "exit $RC"
+fi
 
 # ---- stop ------------------------------------------------------------------------
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what DotDB needs to build and test (Debian/Ubuntu).  Safe to run
+# again: packages already present are skipped.
+#   scripts/setup.sh            build + test dependencies
+#   scripts/setup.sh --bench    also the benchmark peers (LMDB, SQLite, Redis)
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev)
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all dependencies present"
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
