@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -74,6 +75,9 @@ static inline void h_start(coord *c)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* Die with the test process, so a failed assertion leaves no
+         * coordinator behind holding the test runner's output pipe. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int nul = open("/dev/null", O_WRONLY);
         if (nul >= 0 && getenv("DOTDB_TEST_VERBOSE") == NULL)
             dup2(nul, 2);
