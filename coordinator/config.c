@@ -136,7 +136,7 @@ static const struct cfg_key config_keys[] = {
            "size of a B+ tree node"),
     K_UINT("indexing.hash_bucket_count", hash_bucket_count, 1024, 16, UINT64_C(1) << 30,
            CFG_POW2, "initial slots of a collection's primary hash table"),
-    K_SIZE("limits.max_document_size", max_document_size, 16 * MiB, 1 * KiB, 1 * GiB, 0,
+    K_SIZE("limits.max_document_size", max_document_size, 16 * MiB, 1 * KiB, 256 * MiB, 0,
            "largest document accepted, in its JSON form"),
     K_UINT("limits.max_depth", max_depth, 100, 1, 1000, 0,
            "deepest nesting of objects and arrays in a document"),

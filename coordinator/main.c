@@ -193,6 +193,12 @@ static int replay_one(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *p, 
         }
     }
     int r = engine_apply(rc->e, lsn, 0, p, len, err, sizeof err);
+    if (r == DOTDB_ENOSPC) {
+        /* No reader exists during recovery: everything superseded so far
+         * can go before we give up on memory. */
+        engine_reclaim(rc->e, UINT64_MAX);
+        r = engine_apply(rc->e, lsn, 0, p, len, err, sizeof err);
+    }
     if (r != 0) {
         fprintf(stderr, "dotdbd: cannot replay WAL record %" PRIu64 ": %s\n", lsn, err);
         return r;
@@ -322,11 +328,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "dotdbd: recovery failed: %s\n", err[0] ? err : dotdb_strerror(rc));
         goto fail;
     }
-    if (info.warning[0])
-        fprintf(stderr, "dotdbd: warning: %s\n", info.warning);
-    if (rctx.applied)
-        fprintf(stderr, "dotdbd: recovered %" PRIu64 " batches up to LSN %" PRIu64 "\n",
-                rctx.applied, engine_published_lsn(eng));
+    char note[PATH_MAX + 1024];
+    snprintf(note, sizeof note, "dotdbd: pid %d serving %s: recovered %" PRIu64
+             " batches up to LSN %" PRIu64 "%s%s\n", (int)getpid(), dir, rctx.applied,
+             engine_published_lsn(eng), info.warning[0] ? "; warning: " : "", info.warning);
     engine_reclaim(eng, UINT64_MAX);
     rc = region_seal(engine_region(eng), err, sizeof err);
     if (rc != 0) {
@@ -335,6 +340,7 @@ int main(int argc, char **argv)
     }
     if (!o.foreground && detach_stdio(dir) != 0)
         goto fail;
+    fputs(note, stderr); /* into DIR/dotdbd.log when detached */
     server_args sa = {.cfg = &cfg, .dir = dir, .eng = eng, .log = log, .lock = &lock,
                       .ready_fd = ready_fd};
     rc = server_run(&sa);

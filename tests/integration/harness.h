@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +27,7 @@ typedef struct coord {
     char dir[256];
     char config[300];
     pid_t pid;
+    long fsize_limit; /* > 0: RLIMIT_FSIZE of the coordinator, a "full disk" */
 } coord;
 
 static inline void h_sleep_ms(int ms)
@@ -78,6 +80,11 @@ static inline void h_start(coord *c)
         /* Die with the test process, so a failed assertion leaves no
          * coordinator behind holding the test runner's output pipe. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (c->fsize_limit > 0) {
+            struct rlimit rl = {(rlim_t)c->fsize_limit, (rlim_t)c->fsize_limit};
+            signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG, as on a full disk */
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
         int nul = open("/dev/null", O_WRONLY);
         if (nul >= 0 && getenv("DOTDB_TEST_VERBOSE") == NULL)
             dup2(nul, 2);

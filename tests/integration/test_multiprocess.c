@@ -349,3 +349,58 @@ Test(multiprocess, second_coordinator_on_same_directory_names_the_owner, .timeou
     h_stop(&c);
     h_cleanup(&c);
 }
+
+/* Each of the 50 documents must hold the content of its last acknowledged
+ * write (value i, with i % 50 == its number). */
+static void expect_last_acked(dotdb *db, const int last[50])
+{
+    for (int k = 0; k < 50; k++) {
+        char id[16], *json = NULL, want[32];
+        snprintf(id, sizeof id, "d%d", k);
+        cr_assert_eq(dotdb_get(db, "disk", id, &json, NULL), DOTDB_OK, "%s: %s", id, dotdb_errmsg(db));
+        snprintf(want, sizeof want, "\"v\":%d,", last[k]);
+        cr_expect(strstr(json, want) != NULL, "%s should hold its last acknowledged write %d: %.60s",
+                  id, last[k], json);
+        dotdb_free(json);
+    }
+}
+
+Test(multiprocess, full_disk_fails_the_write_cleanly_and_loses_nothing, .timeout = 120)
+{
+    coord c;
+    /* The file-size limit applies to the shared memory object too, so keep
+     * it small and let the WAL be what fills up. */
+    h_init(&c, "{\"storage\": {\"sync_mode\": \"full\"}, "
+               "\"memory\": {\"buffer_pool_size\": \"1MB\", \"max_size\": \"1MB\"}}");
+    c.fsize_limit = 2 * 1024 * 1024;
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    char doc[1200];
+    int last[50], rc = DOTDB_OK, i;
+    for (i = 0; i < 10000; i++) {
+        snprintf(doc, sizeof doc, "{\"id\":\"d%d\",\"v\":%d,\"pad\":\"%01000d\"}", i % 50, i, i);
+        rc = dotdb_put(db, "disk", doc, strlen(doc), NULL);
+        if (rc != DOTDB_OK)
+            break;
+        last[i % 50] = i;
+    }
+    cr_assert_eq(rc, DOTDB_ENOSPC, "a full disk is DOTDB_ENOSPC, got %s: %s", dotdb_err_name(rc),
+                 dotdb_errmsg(db));
+    cr_assert_gt(i, 100, "the first writes fit");
+    expect_last_acked(db, last); /* the failed write is not visible; reads go on */
+    /* another write fails the same clean way */
+    cr_expect_eq(dotdb_put(db, "disk", doc, strlen(doc), NULL), DOTDB_ENOSPC);
+    expect_last_acked(db, last);
+    dotdb_close(db);
+    h_stop(&c);
+
+    c.fsize_limit = 0; /* space again */
+    h_start(&c);
+    db = h_open(&c);
+    expect_last_acked(db, last); /* every acknowledged write survived the full disk */
+    snprintf(doc, sizeof doc, "{\"id\":\"after\",\"v\":1}");
+    cr_expect_eq(dotdb_put(db, "disk", doc, strlen(doc), NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
