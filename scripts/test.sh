@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install dependencies, build with AddressSanitizer + UndefinedBehaviorSanitizer
 # and -Werror, and run the whole test suite (unit, multi-process, crash and
-# CLI tests) through ctest, which prints the summary line.
+# CLI tests) through ctest, which prints the summary line; then the lock-free
+# stress program under ThreadSanitizer.
 #   scripts/test.sh            the whole suite
 #   BUILD_DIR=... scripts/test.sh
 set -euo pipefail
@@ -18,5 +19,14 @@ cmake --build "$build" -j"$jobs"
 # detect_leaks stays on: every test process must free what it allocates.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-cd "$build"
-ctest --output-on-failure -j"$jobs" --timeout 900
+status=0
+(cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900) || status=1
+
+# The lock-free snapshot/publish/reclaim protocol once more under
+# ThreadSanitizer (threads on one mapping; TSan cannot see across processes).
+tsan=${TSAN_BUILD_DIR:-build-tsan}
+cmake -S . -B "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_TSAN=ON -DDOTDB_WERROR=ON >/dev/null
+cmake --build "$tsan" -j"$jobs" --target lockfree_stress >/dev/null
+echo "ThreadSanitizer: lockfree_stress"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "$tsan/tests/lockfree_stress" 20000 || status=1
+exit $status
