@@ -218,8 +218,8 @@ Test(config, out_of_range_values_are_rejected)
     expect_error("{\"indexing.hash_bucket_count\": 1000}", DOTDB_ECONFIG, "hash_bucket_count");
     expect_error("{\"indexing.hash_bucket_count\": 8}", DOTDB_ECONFIG, "hash_bucket_count");
     expect_error("{\"indexing.hash_bucket_count\": 2147483648}", DOTDB_ECONFIG, "hash_bucket");
-    expect_error("{\"limits.max_document_size\": \"512B\"}", DOTDB_ECONFIG, "from 1KB to 1GB");
-    expect_error("{\"limits.max_document_size\": \"2GB\"}", DOTDB_ECONFIG, "max_document_size");
+    expect_error("{\"limits.max_document_size\": \"512B\"}", DOTDB_ECONFIG, "from 1KB to 256MB");
+    expect_error("{\"limits.max_document_size\": \"257MB\"}", DOTDB_ECONFIG, "max_document_size");
     expect_error("{\"limits.max_depth\": 0}", DOTDB_ECONFIG, "limits.max_depth");
     expect_error("{\"limits.max_depth\": 1001}", DOTDB_ECONFIG, "limits.max_depth");
 }
@@ -232,7 +232,7 @@ Test(config, boundary_values_are_accepted)
     int rc = apply(&c,
                    "{\"storage.segment_size\": \"1MB\", \"indexing.btree_page_size\": 512,"
                    " \"indexing.hash_bucket_count\": 1073741824, \"limits.max_depth\": 1000,"
-                   " \"limits.max_document_size\": \"1GB\", \"memory.max_size\": \"1TB\","
+                   " \"limits.max_document_size\": \"256MB\", \"memory.max_size\": \"1TB\","
                    " \"memory.buffer_pool_size\": \"1TB\", \"memory.worker_threads\": 256}",
                    err, sizeof err, NULL, 0);
     cr_assert_eq(rc, DOTDB_OK, "%s", err);
