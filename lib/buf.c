@@ -63,3 +63,17 @@ uint8_t *dbuf_steal(dbuf *b, size_t *len_out)
     dbuf_init(b);
     return p;
 }
+
+int dbuf_to_cstr(dbuf *b, char **out, size_t *len_out)
+{
+    *out = NULL;
+    if (dbuf_putc(b, 0) != 0) {
+        dbuf_free(b);
+        return -2; /* DOTDB_ENOMEM */
+    }
+    size_t n;
+    *out = (char *)dbuf_steal(b, &n);
+    if (len_out)
+        *len_out = n - 1;
+    return 0;
+}

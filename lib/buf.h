@@ -29,6 +29,10 @@ int dbuf_put_u32(dbuf *b, uint32_t v); /* little endian */
 int dbuf_put_u64(dbuf *b, uint64_t v); /* little endian */
 /* Hand the bytes to the caller (who frees them with free()); b becomes empty. */
 uint8_t *dbuf_steal(dbuf *b, size_t *len_out);
+/* NUL-terminate b and hand it to the caller as a C string (free() it);
+ * *len_out (may be NULL) gets the length without the NUL.  On
+ * DOTDB_ENOMEM b is freed and *out is NULL. */
+int dbuf_to_cstr(dbuf *b, char **out, size_t *len_out);
 
 /* Little-endian loads from possibly unaligned memory. */
 static inline uint16_t ld_u16(const void *p)

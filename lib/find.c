@@ -275,15 +275,10 @@ int dotdb_cursor_next(dotdb_cursor *cur, char **json_out, size_t *len_out)
     dbuf_init(&b);
     rc = codec_to_json((codec_val){v->data, v->doc_len}, &b);
     if (rc == 0)
-        rc = dbuf_putc(&b, 0);
-    if (rc != 0) {
+        rc = dbuf_to_cstr(&b, json_out, len_out);
+    else
         dbuf_free(&b);
-        return cl_fail(cur->db, rc, "out of memory");
-    }
-    if (len_out)
-        *len_out = b.len - 1;
-    *json_out = (char *)dbuf_steal(&b, NULL);
-    return 0;
+    return rc ? cl_fail(cur->db, rc, "out of memory") : 0;
 }
 
 void dotdb_cursor_close(dotdb_cursor *cur)

@@ -75,15 +75,10 @@ static int to_json_string(dotdb *db, const uint8_t *p, size_t len, char **out, s
     dbuf_init(&b);
     int rc = codec_to_json((codec_val){p, len}, &b);
     if (rc == 0)
-        rc = dbuf_putc(&b, 0);
-    if (rc != 0) {
+        rc = dbuf_to_cstr(&b, out, len_out);
+    else
         dbuf_free(&b);
-        return cl_fail(db, rc, "out of memory");
-    }
-    if (len_out)
-        *len_out = b.len - 1;
-    *out = (char *)dbuf_steal(&b, NULL);
-    return 0;
+    return rc ? cl_fail(db, rc, "out of memory") : 0;
 }
 
 /* ---- one-shot reads ---- */
@@ -349,15 +344,11 @@ int dotdb_list_collections(dotdb *db, char **json_out, size_t *len_out)
     conn_unref(c);
     free(v);
     if (rc == 0)
-        rc = dbuf_append(&b, "]", 2);
-    if (rc != 0) {
-        dbuf_free(&b);
-        return cl_fail(db, rc, "out of memory");
-    }
-    if (len_out)
-        *len_out = b.len - 1;
-    *json_out = (char *)dbuf_steal(&b, NULL);
-    return 0;
+        rc = dbuf_putc(&b, ']');
+    if (rc == 0)
+        return dbuf_to_cstr(&b, json_out, len_out) ? cl_fail(db, DOTDB_ENOMEM, "out of memory") : 0;
+    dbuf_free(&b);
+    return cl_fail(db, rc, "out of memory");
 }
 
 int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out)
@@ -373,16 +364,11 @@ int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out)
     dbuf b;
     dbuf_init(&b);
     int rc = cl_call(db, WIRE_OP_STATS, 0, coll, coll ? strlen(coll) : 0, &b, NULL);
-    if (rc == 0)
-        rc = dbuf_putc(&b, 0);
     if (rc != 0) {
         dbuf_free(&b);
         return rc;
     }
-    if (len_out)
-        *len_out = b.len - 1;
-    *json_out = (char *)dbuf_steal(&b, NULL);
-    return 0;
+    return dbuf_to_cstr(&b, json_out, len_out) ? cl_fail(db, DOTDB_ENOMEM, "out of memory") : 0;
 }
 
 /* ---- transactions ---- */
@@ -609,14 +595,9 @@ int dotdb_doc_to_json(const dotdb_doc *doc, char **json_out, size_t *len_out)
     dbuf b;
     dbuf_init(&b);
     int rc = codec_to_json((codec_val){doc->data, doc->len}, &b);
-    if (rc == 0)
-        rc = dbuf_putc(&b, 0);
     if (rc != 0) {
         dbuf_free(&b);
         return rc;
     }
-    if (len_out)
-        *len_out = b.len - 1;
-    *json_out = (char *)dbuf_steal(&b, NULL);
-    return 0;
+    return dbuf_to_cstr(&b, json_out, len_out);
 }
