@@ -5,10 +5,13 @@
  * Group commit (DESIGN §3, STYLE 18): the read callbacks validate and apply
  * each batch at once (unpublished, so invisible) and append it to the WAL
  * buffer; the prepare watcher, which libev runs once per loop turn right
- * before it would block, writes everything buffered in one write(), does
- * at most one fdatasync (sync_mode full), publishes the new commit LSN and
- * queues every acknowledgement.  So N clients writing at once cost one
- * fdatasync, not N.
+ * before it would block, writes everything buffered in one write().  In
+ * sync_mode full it then hands one fdatasync to a worker thread (worker/)
+ * and goes on serving; when the worker reports back (ev_async) the
+ * coordinator publishes every batch the sync covered and acknowledges
+ * them.  Batches that arrive meanwhile are applied and written, and the
+ * next sync covers them all: N clients writing at once cost one fdatasync,
+ * not N, and the loop never blocks on the disk.
  *
  * Responses on a connection leave in request order: every request's
  * response is queued on its session and the queue is flushed after the
@@ -32,6 +35,7 @@
 #include <unistd.h>
 
 #include "dotdb.h"
+#include "pool.h"
 #include "readers.h"
 #include "wire.h"
 
@@ -71,6 +75,10 @@ typedef struct server {
     ev_prepare prep;
     ev_signal sig_term, sig_int;
     ev_timer tick;
+    ev_async wake;          /* a worker finished a job */
+    wk_pool *pool;
+    wal_sync_ticket ticket; /* the fdatasync in flight, if syncing */
+    int syncing;
     session *sessions;
     size_t n_sessions;
     uint32_t next_conn_id;
@@ -117,10 +125,20 @@ static void queue_error(session *s, uint32_t req_id, uint16_t op, int status, co
         s->closing = 1;
 }
 
-/* Move queued responses into the output buffer and write what we can. */
+/* A successful batch is acknowledged only once it is published (durable
+ * per sync_mode and visible); everything else is ready at once. */
+static int response_ready(const session *s, const response *r)
+{
+    return r->h.op != WIRE_OP_BATCH || r->h.status != 0 ||
+           r->h.lsn <= engine_published_lsn(s->srv->a->eng);
+}
+
+/* Move the ready responses, in request order, into the output buffer and
+ * write what we can. */
 static void send_responses(session *s)
 {
-    for (size_t i = 0; i < s->n_resp; i++) {
+    size_t i = 0;
+    for (; i < s->n_resp && response_ready(s, &s->resp[i]); i++) {
         response *r = &s->resp[i];
         uint8_t hdr[WIRE_HDR_SIZE];
         wire_hdr_put(hdr, &r->h);
@@ -129,7 +147,8 @@ static void send_responses(session *s)
             s->closing = 1;
         free(r->payload);
     }
-    s->n_resp = 0;
+    memmove(s->resp, s->resp + i, (s->n_resp - i) * sizeof *s->resp);
+    s->n_resp -= i;
     flush_output(s);
 }
 
@@ -206,6 +225,94 @@ static uint64_t min_active_snapshot(server *srv)
     return min;
 }
 
+static void send_all_responses(server *srv)
+{
+    for (session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->n_resp)
+            send_responses(s);
+    }
+}
+
+/* The WAL can no longer be trusted: refuse writes from now on, undo and
+ * fail everything not yet published, keep serving reads. */
+static void wal_failed(server *srv, const char *err)
+{
+    engine *e = srv->a->eng;
+    uint64_t published = engine_published_lsn(e);
+    srv->read_only = 1;
+    snprintf(srv->fail_reason, sizeof srv->fail_reason,
+             "WAL fdatasync failed, writes disabled until restart: %s", err);
+    fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
+    engine_undo(e, published + 1);
+    fail_unpublished(srv, published, DOTDB_EIO, srv->fail_reason);
+}
+
+static void sync_job(void *arg)
+{
+    wal_sync_run(arg); /* the ticket: the only state a worker touches */
+}
+
+/* Start an fdatasync on a worker if one is wanted and none is running. */
+static void start_sync(server *srv)
+{
+    char err[512];
+    if (srv->syncing || srv->read_only)
+        return;
+    int rc = wal_sync_begin(srv->a->log, &srv->ticket, err, sizeof err);
+    if (rc != 0) {
+        wal_failed(srv, err);
+        return;
+    }
+    if (srv->ticket.fd < 0) {
+        /* Nothing unsynced (a segment rotation synced it already). */
+        if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(srv->a->eng))
+            engine_publish(srv->a->eng, srv->ticket.lsn);
+        return;
+    }
+    srv->syncs++;
+    srv->last_sync_ns = rdr_now_ns();
+    if (wk_submit(srv->pool, sync_job, &srv->ticket) != 0) {
+        /* No memory for a job: sync here rather than never. */
+        wal_sync_run(&srv->ticket);
+        srv->syncing = 1;
+        ev_async_send(srv->loop, &srv->wake);
+        return;
+    }
+    srv->syncing = 1;
+}
+
+/* Loop thread: an fdatasync finished. */
+static void sync_done(void *arg, void *ctx)
+{
+    server *srv = ctx;
+    char err[512];
+    (void)arg;
+    srv->syncing = 0;
+    if (wal_sync_end(srv->a->log, &srv->ticket, err, sizeof err) != 0) {
+        wal_failed(srv, err);
+        return;
+    }
+    engine *e = srv->a->eng;
+    if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(e)) {
+        engine_publish(e, srv->ticket.lsn);
+        srv->groups++;
+    }
+}
+
+static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    server *srv = w->data;
+    wk_collect(srv->pool, sync_done, srv);
+    /* What was written while that sync ran needs the next one. */
+    if (srv->a->cfg->sync_mode == SYNC_FULL &&
+        wal_written_lsn(srv->a->log) > engine_published_lsn(srv->a->eng))
+        start_sync(srv);
+    send_all_responses(srv);
+}
+
 static void group_commit(server *srv)
 {
     const dotdb_config *cfg = srv->a->cfg;
@@ -213,37 +320,23 @@ static void group_commit(server *srv)
     char err[512];
     if (srv->dirty) {
         srv->dirty = 0;
-        uint64_t published = engine_published_lsn(e);
+        uint64_t written = wal_written_lsn(srv->a->log);
         int rc = wal_write(srv->a->log, err, sizeof err);
-        if (rc == 0 && cfg->sync_mode == SYNC_FULL) {
-            rc = wal_sync(srv->a->log, err, sizeof err);
-            srv->syncs++;
-            srv->last_sync_ns = rdr_now_ns();
-            if (rc != 0) {
-                /* The kernel may have dropped the dirty pages: never retry
-                 * and pretend (fsyncgate).  Serve reads, refuse writes. */
-                srv->read_only = 1;
-                snprintf(srv->fail_reason, sizeof srv->fail_reason,
-                         "WAL fdatasync failed, writes disabled until restart: %s", err);
-                fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
-            }
-        }
         if (rc != 0) {
-            engine_undo(e, published + 1);
-            fail_unpublished(srv, published, rc, err);
-            if (!srv->read_only)
-                fprintf(stderr, "dotdbd: WAL write failed, group undone: %s\n", err);
+            /* Only this group's records were cut back; earlier ones (maybe
+             * waiting for their sync) stand. */
+            engine_undo(e, written + 1);
+            fail_unpublished(srv, written, rc, err);
+            fprintf(stderr, "dotdbd: WAL write failed, group undone: %s\n", err);
+        } else if (cfg->sync_mode == SYNC_FULL) {
+            start_sync(srv);
         } else {
             engine_publish(e, engine_applied_lsn(e));
             srv->groups++;
         }
     }
     engine_reclaim(e, min_active_snapshot(srv));
-    for (session *s = srv->sessions, *next; s; s = next) {
-        next = s->next;
-        if (s->n_resp)
-            send_responses(s);
-    }
+    send_all_responses(srv);
 }
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -649,20 +742,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     server *srv = w->data;
-    char err[256];
     expire_snapshots(srv);
     if (srv->a->cfg->sync_mode == SYNC_NORMAL && wal_unsynced_bytes(srv->a->log) > 0 &&
-        !srv->read_only &&
-        rdr_now_ns() - srv->last_sync_ns >= srv->a->cfg->sync_interval_ms * 1000000ull) {
-        srv->last_sync_ns = rdr_now_ns();
-        srv->syncs++;
-        if (wal_sync(srv->a->log, err, sizeof err) != 0) {
-            srv->read_only = 1;
-            snprintf(srv->fail_reason, sizeof srv->fail_reason,
-                     "WAL fdatasync failed, writes disabled until restart: %s", err);
-            fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
-        }
-    }
+        rdr_now_ns() - srv->last_sync_ns >= srv->a->cfg->sync_interval_ms * 1000000ull)
+        start_sync(srv);
     engine_reclaim(srv->a->eng, min_active_snapshot(srv));
 }
 
@@ -676,6 +759,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* ---- start and stop ---- */
+
+/* Called on a worker thread: wake the loop (ev_async_send is thread-safe). */
+static void wake_notify(void *arg)
+{
+    server *srv = arg;
+    ev_async_send(srv->loop, &srv->wake);
+}
 
 static int listen_socket(server *srv, char *err, size_t errlen)
 {
@@ -735,7 +825,19 @@ int server_run(const server_args *a)
     ev_signal_init(&srv->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&srv->sig_int, signal_cb, SIGINT);
     ev_timer_init(&srv->tick, tick_cb, 0.05, 0.05);
-    srv->lio.data = srv->prep.data = srv->sig_term.data = srv->sig_int.data = srv->tick.data = srv;
+    ev_async_init(&srv->wake, wake_cb);
+    srv->lio.data = srv->prep.data = srv->sig_term.data = srv->sig_int.data = srv->tick.data =
+        srv->wake.data = srv;
+    int nworkers = a->cfg->worker_threads > 4 ? 4 : (int)a->cfg->worker_threads;
+    rc = wk_create(nworkers > 0 ? nworkers : 1, wake_notify, srv, &srv->pool);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: cannot start worker threads: %s\n", dotdb_strerror(rc));
+        close(srv->listen_fd);
+        unlink(srv->sock_path);
+        free(srv);
+        return rc;
+    }
+    ev_async_start(srv->loop, &srv->wake);
     ev_io_start(srv->loop, &srv->lio);
     ev_prepare_start(srv->loop, &srv->prep);
     ev_signal_start(srv->loop, &srv->sig_term);
@@ -752,13 +854,22 @@ int server_run(const server_args *a)
     }
     ev_run(srv->loop, 0);
 
-    /* Shutdown: the last group was committed by signal_cb; make it durable
-     * whatever the sync_mode. */
+    /* Shutdown: the last group was written by signal_cb; let the sync in
+     * flight finish, then make everything durable whatever the sync_mode
+     * and acknowledge what we can. */
+    wk_wait_idle(srv->pool);
+    wk_collect(srv->pool, sync_done, srv);
     rc = 0;
-    if (!srv->read_only && wal_sync(a->log, err, sizeof err) != 0) {
-        fprintf(stderr, "dotdbd: final WAL sync failed: %s\n", err);
-        rc = DOTDB_EIO;
+    if (!srv->read_only) {
+        if (wal_sync(a->log, err, sizeof err) != 0) {
+            wal_failed(srv, err);
+            rc = DOTDB_EIO;
+        } else if (engine_applied_lsn(a->eng) > engine_published_lsn(a->eng)) {
+            engine_publish(a->eng, engine_applied_lsn(a->eng));
+        }
     }
+    send_all_responses(srv);
+    wk_destroy(srv->pool);
     ev_io_stop(srv->loop, &srv->lio);
     close(srv->listen_fd);
     unlink(srv->sock_path);

@@ -533,6 +533,55 @@ int wal_sync(wal *w, char *err, size_t errlen)
     return DOTDB_OK;
 }
 
+int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
+{
+    msg_set(err, errlen, "%s", "");
+    t->fd = -1;
+    t->err_no = 0;
+    t->segno = w->segno;
+    t->bytes = w->unsynced_bytes;
+    t->lsn = w->written_lsn;
+    if (w->failed)
+        return failed_rc(w, err, errlen);
+    if (w->unsynced_bytes == 0)
+        return DOTDB_OK;
+    /* Our own descriptor: a rotation may close w->fd while the sync runs. */
+    t->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
+    if (t->fd < 0)
+        return sys_fail(w, err, errlen, DOTDB_EOS, errno, "cannot duplicate the descriptor of",
+                        "the current segment");
+    return DOTDB_OK;
+}
+
+void wal_sync_run(wal_sync_ticket *t)
+{
+    if (t->fd < 0)
+        return;
+    t->err_no = fdatasync(t->fd) == 0 ? 0 : errno;
+    close(t->fd);
+    t->fd = -1;
+}
+
+int wal_sync_end(wal *w, const wal_sync_ticket *t, char *err, size_t errlen)
+{
+    msg_set(err, errlen, "%s", "");
+    if (w->failed)
+        return failed_rc(w, err, errlen);
+    if (t->err_no != 0) {
+        char name[WAL_NAME_MAX];
+        seg_name(t->segno, name);
+        w->failed = true; /* never retried: see the file comment */
+        return sys_fail(w, err, errlen, DOTDB_EIO, t->err_no, "fdatasync failed on", name);
+    }
+    /* A rotation since begin synced that segment itself; otherwise only
+     * what was written after begin is still unsynced. */
+    if (w->segno == t->segno)
+        w->unsynced_bytes -= t->bytes <= w->unsynced_bytes ? t->bytes : w->unsynced_bytes;
+    return DOTDB_OK;
+}
+
+uint64_t wal_written_lsn(const wal *w) { return w->written_lsn; }
+
 uint64_t wal_unsynced_bytes(const wal *w) { return w->unsynced_bytes; }
 uint64_t wal_total_bytes(const wal *w) { return w->total_bytes; }
 uint64_t wal_current_segno(const wal *w) { return w->segno; }

@@ -127,6 +127,31 @@ int wal_write(wal *w, char *err, size_t errlen);
  * wal is failed. */
 int wal_sync(wal *w, char *err, size_t errlen);
 
+/*
+ * The same fdatasync in three steps, so it can run on a worker thread while
+ * the loop thread goes on appending and writing (pipelined group commit):
+ * wal_sync_begin (loop thread) captures what has been written so far in a
+ * ticket holding its own descriptor; wal_sync_run (any thread) touches only
+ * the ticket; wal_sync_end (loop thread) records the result.  At most one
+ * ticket may be outstanding.  begin returns 0 with t->fd == -1 when nothing
+ * needs syncing; end returns DOTDB_EIO after a failed sync, and the wal is
+ * then failed exactly as after a failed wal_sync.
+ */
+typedef struct wal_sync_ticket {
+    int fd;            /* dup of the segment's descriptor; closed by run */
+    uint64_t segno;
+    uint64_t bytes;    /* unsynced bytes of that segment the sync covers */
+    uint64_t lsn;      /* every record up to this LSN is covered */
+    int err_no;        /* set by run: 0 or the fdatasync errno */
+} wal_sync_ticket;
+
+int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen);
+void wal_sync_run(wal_sync_ticket *t);
+int wal_sync_end(wal *w, const wal_sync_ticket *t, char *err, size_t errlen);
+
+/* Last LSN whose record has been written to a file. */
+uint64_t wal_written_lsn(const wal *w);
+
 /* Bytes written and not yet synced (rotation syncs the segments it leaves,
  * so this counts the current segment only). */
 uint64_t wal_unsynced_bytes(const wal *w);
