@@ -27,8 +27,11 @@
 
 #include "codec.h"
 #include "dotdb.h"
+#include "dval.h"
 #include "index.h"
+#include "query.h"
 #include "snap.h"
+#include "update.h"
 #include "wire.h"
 
 enum act_kind { ACT_HEAD, ACT_SUPERSEDE, ACT_CATALOG, ACT_RETIRE, ACT_NEWCOLL, ACT_TOMB, ACT_DROP };
@@ -160,6 +163,9 @@ typedef struct apply_ctx {
     char *err;
     size_t errlen;
     uint32_t opno;
+    engine_out *out;  /* NULL: nothing to return */
+    size_t log_start; /* op count position in out->log */
+    int64_t now_ms;
 } apply_ctx;
 
 static shm_coll *coll_ptr(engine *e, const shm_cat_entry *ce)
@@ -365,6 +371,248 @@ static int op_collection(apply_ctx *ax, const batch_op *op)
     return push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_DROP, .coll_off = coll_off});
 }
 
+/* ---- derived operations: updates by operators and by filter ---- */
+
+/* Record one derived op's outcome in the reply (wire.h). */
+static int reply_add(apply_ctx *ax, uint64_t matched, uint64_t modified, const char *id,
+                     size_t id_len)
+{
+    dbuf *r = &ax->out->reply;
+    int rc = dbuf_put_u64(r, matched);
+    if (rc == 0)
+        rc = dbuf_put_u64(r, modified);
+    if (rc == 0)
+        rc = dbuf_put_u16(r, (uint16_t)id_len);
+    if (rc == 0)
+        rc = dbuf_append(r, id, id_len);
+    return rc;
+}
+
+/* Store `doc` (built here, validated like any client document, I9) as the
+ * new head for its id, and record it in the resolved batch as a PUT. */
+static int put_resolved(apply_ctx *ax, shm_cat_entry *ce, const batch_op *op, const uint8_t *doc,
+                        size_t len, const char **id_out, size_t *id_len_out)
+{
+    engine *e = ax->e;
+    const char *id;
+    size_t id_len;
+    if (len > e->cfg->max_document_size) {
+        snprintf(ax->err, ax->errlen, "the updated document of %zu bytes exceeds "
+                 "limits.max_document_size (%" PRIu64 ")", len, e->cfg->max_document_size);
+        return DOTDB_ETOOBIG;
+    }
+    int rc = codec_validate_doc(doc, len, (int)e->cfg->max_depth, &id, &id_len, ax->err,
+                                ax->errlen);
+    if (rc != 0)
+        return rc;
+    rc = link_version(ax, ce, id, id_len, (size_t)(id - (const char *)doc), doc, len);
+    if (rc != 0)
+        return rc;
+    batch_op put = {.kind = BOP_PUT, .coll = op->coll, .coll_len = op->coll_len, .id = id,
+                    .id_len = id_len, .doc = doc, .doc_len = len};
+    if (id_out) {
+        *id_out = id;
+        *id_len_out = id_len;
+    }
+    return batch_add(&ax->out->log, ax->log_start, &put);
+}
+
+/* Offsets of the live versions of collection ce that match q, at the
+ * engine's newest state (this batch's earlier ops included).  Collected
+ * before anything changes, so an update never meets its own output. */
+static int collect_matches(apply_ctx *ax, shm_cat_entry *ce, const qfilter *q, uint64_t **out,
+                           size_t *n_out)
+{
+    engine *e = ax->e;
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    const char *id;
+    size_t id_len;
+    const uint8_t *base = region_base(e->r);
+    const shm_coll *c = coll_ptr(e, ce);
+    const shm_version *one = NULL;
+    snap_iter it;
+    int by_id = qfilter_id_eq(q, &id, &id_len);
+    if (by_id)
+        one = snap_lookup(base, c, ax->lsn, id, id_len);
+    else
+        snap_iter_init(&it, base, c, ax->lsn);
+    for (;;) {
+        const shm_version *ver = by_id ? one : snap_iter_next(&it);
+        one = NULL;
+        if (ver == NULL)
+            break;
+        if (!qfilter_match(q, (codec_val){ver->data, ver->doc_len}))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            uint64_t *p = realloc(v, ncap * sizeof *p);
+            if (p == NULL) {
+                free(v);
+                return DOTDB_ENOMEM;
+            }
+            v = p;
+            cap = ncap;
+        }
+        v[n++] = (uint64_t)((const uint8_t *)ver - base);
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+/* The encoded {"id": id} an upsert by id starts from. */
+static int seed_with_id(const qfilter *q, const char *id, size_t id_len, dbuf *out)
+{
+    dbuf seed;
+    dbuf_init(&seed);
+    int rc = q ? qfilter_seed(q, &seed) : 0;
+    dval d = dval_object();
+    if (rc == 0 && seed.len)
+        rc = dval_from_codec((codec_val){seed.data, seed.len}, &d);
+    if (rc == 0 && dval_obj_get(&d, "id", 2) == NULL) {
+        dval idv;
+        rc = dval_string(id, id_len, &idv);
+        if (rc == 0)
+            rc = dval_obj_set(&d, "id", 2, &idv);
+    }
+    if (rc == 0)
+        rc = dval_encode(&d, out);
+    dval_free(&d);
+    dbuf_free(&seed);
+    return rc;
+}
+
+/*
+ * BOP_MODIFY (one document by id), BOP_UPDATE_MANY and BOP_DELETE_MANY:
+ * evaluated here, inside the write path, on the newest state, so that
+ * concurrent read-modify-write from many processes loses nothing.
+ */
+static int op_derived(apply_ctx *ax, const batch_op *op)
+{
+    engine *e = ax->e;
+    int depth = (int)e->cfg->max_depth;
+    codec_limits lim = {.max_size = e->cfg->max_document_size, .max_depth = depth};
+    codec_val fv = {NULL, 0}, uv = {NULL, 0};
+    qfilter *q = NULL;
+    upd_spec *u = NULL;
+    uint64_t *hits = NULL;
+    size_t nhits = 0;
+    uint64_t matched = 0, modified = 0;
+    const char *up_id = "";
+    size_t up_len = 0;
+    dbuf nd;
+    dbuf_init(&nd);
+    int rc = 0;
+
+    if (op->kind == BOP_UPDATE_MANY) {
+        uint32_t flen = op->doc_len >= 4 ? ld_u32(op->doc) : UINT32_MAX;
+        if (flen > op->doc_len - 4) {
+            snprintf(ax->err, ax->errlen, "malformed update-many operation");
+            return DOTDB_EPROTO;
+        }
+        fv = (codec_val){op->doc + 4, flen};
+        uv = (codec_val){op->doc + 4 + flen, op->doc_len - 4 - flen};
+    } else if (op->kind == BOP_DELETE_MANY) {
+        fv = (codec_val){op->doc, op->doc_len};
+    } else {
+        uv = (codec_val){op->doc, op->doc_len};
+    }
+    if (fv.p && (rc = codec_validate(fv.p, fv.len, depth, ax->err, ax->errlen)) == 0)
+        rc = qfilter_compile(fv, &q, ax->err, ax->errlen);
+    if (rc == 0 && uv.p && (rc = codec_validate(uv.p, uv.len, depth, ax->err, ax->errlen)) == 0)
+        rc = update_compile(uv, &u, ax->err, ax->errlen);
+    if (rc != 0)
+        goto out;
+
+    shm_cat_entry *ce = catalog_find_live(e->r, op->coll, op->coll_len);
+    if (ce == NULL && op->kind == BOP_MODIFY && !(op->flags & BOP_F_UPSERT)) {
+        snprintf(ax->err, ax->errlen, "collection \"%.*s\" does not exist", (int)op->coll_len,
+                 op->coll);
+        rc = DOTDB_ENOCOLL;
+        goto out;
+    }
+    if (ce) {
+        if (op->kind == BOP_MODIFY) {
+            const shm_version *v = snap_lookup(region_base(e->r), coll_ptr(e, ce), ax->lsn,
+                                               op->id, op->id_len);
+            if (v) {
+                hits = malloc(sizeof *hits);
+                if (hits == NULL) {
+                    rc = DOTDB_ENOMEM;
+                    goto out;
+                }
+                hits[nhits++] = (uint64_t)((const uint8_t *)v - region_base(e->r));
+            }
+        } else if ((rc = collect_matches(ax, ce, q, &hits, &nhits)) != 0) {
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < nhits; i++) {
+        const shm_version *v = region_ptr(e->r, hits[i]);
+        matched++;
+        if (op->kind == BOP_DELETE_MANY) {
+            batch_op del = {.kind = BOP_DELETE, .coll = op->coll, .coll_len = op->coll_len,
+                            .id = ver_id(v), .id_len = v->id_len};
+            if ((rc = batch_add(&ax->out->log, ax->log_start, &del)) != 0 ||
+                (rc = link_version(ax, ce, ver_id(v), v->id_len, 0, NULL, 0)) != 0)
+                goto out;
+            modified++;
+            continue;
+        }
+        int changed = 0;
+        nd.len = 0;
+        rc = update_apply(u, (codec_val){v->data, v->doc_len}, ax->now_ms, &lim, &nd, &changed,
+                          ax->err, ax->errlen);
+        if (rc == 0 && changed)
+            rc = put_resolved(ax, ce, op, nd.data, nd.len, NULL, NULL);
+        if (rc != 0)
+            goto out;
+        modified += changed != 0;
+    }
+    if (nhits == 0 && op->kind == BOP_MODIFY && !(op->flags & BOP_F_UPSERT)) {
+        snprintf(ax->err, ax->errlen, "document \"%.*s\" not found in collection \"%.*s\"",
+                 (int)op->id_len, op->id, (int)op->coll_len, op->coll);
+        rc = DOTDB_ENOTFOUND;
+        goto out;
+    }
+    if (nhits == 0 && (op->flags & BOP_F_UPSERT)) {
+        if (op->id_len == 0) {
+            snprintf(ax->err, ax->errlen, "an upsert needs an id for the new document");
+            rc = DOTDB_EBADID;
+            goto out;
+        }
+        dbuf seed;
+        dbuf_init(&seed);
+        int changed = 0;
+        rc = seed_with_id(q, op->id, op->id_len, &seed);
+        if (rc == 0) {
+            nd.len = 0;
+            rc = update_apply(u, (codec_val){seed.data, seed.len}, ax->now_ms, &lim, &nd,
+                              &changed, ax->err, ax->errlen);
+        }
+        dbuf_free(&seed);
+        if (rc == 0 && ce == NULL)
+            rc = create_coll(ax, op, &ce);
+        /* up_id: the id actually stored (the filter may have fixed it);
+         * it points into nd, which lives until the reply is written. */
+        if (rc == 0)
+            rc = put_resolved(ax, ce, op, nd.data, nd.len, &up_id, &up_len);
+        if (rc != 0)
+            goto out;
+    }
+    rc = reply_add(ax, matched, modified, up_id, up_len);
+out:
+    dbuf_free(&nd);
+    free(hits);
+    if (q)
+        qfilter_free(q);
+    if (u)
+        update_free(u);
+    return rc;
+}
+
+
 static int apply_op(apply_ctx *ax, const batch_op *op)
 {
     if (!name_is_valid(op->coll, op->coll_len)) {
@@ -373,7 +621,8 @@ static int apply_op(apply_ctx *ax, const batch_op *op)
                  (int)(op->coll_len > 80 ? 80 : op->coll_len), op->coll);
         return DOTDB_EBADNAME;
     }
-    if (op->id_len > DOTDB_ID_MAX || ((op->kind == BOP_DELETE || op->kind == BOP_CHECK) &&
+    if (op->id_len > DOTDB_ID_MAX ||
+        ((op->kind == BOP_DELETE || op->kind == BOP_CHECK || op->kind == BOP_MODIFY) &&
                                       op->id_len == 0)) {
         snprintf(ax->err, ax->errlen, "id must be a string of 1 to %d bytes", DOTDB_ID_MAX);
         return DOTDB_EBADID;
@@ -382,6 +631,10 @@ static int apply_op(apply_ctx *ax, const batch_op *op)
     case BOP_PUT:
     case BOP_UPDATE:
         return op_write_doc(ax, op);
+    case BOP_MODIFY:
+    case BOP_UPDATE_MANY:
+    case BOP_DELETE_MANY:
+        return op_derived(ax, op);
     case BOP_DELETE:
     case BOP_CHECK:
         return op_delete_or_check(ax, op);
@@ -390,25 +643,46 @@ static int apply_op(apply_ctx *ax, const batch_op *op)
     }
 }
 
-int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
-                 size_t len, char *err, size_t errlen)
+/* Does the batch hold derived operations?  (A pass over the headers.) */
+static int batch_has_derived(const uint8_t *batch, size_t len)
+{
+    batch_iter it;
+    batch_op op;
+    char err[8];
+    if (batch_iter_init(&it, batch, len, err, sizeof err) != 0)
+        return 0;
+    while (batch_next(&it, &op, err, sizeof err) == 1)
+        if (bop_is_derived(op.kind))
+            return 1;
+    return 0;
+}
+
+int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
+                    size_t len, engine_out *out, char *err, size_t errlen)
 {
     assert(lsn == e->applied + 1);
     batch_iter it;
     batch_op op;
+    engine_out local = {0};
     apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen};
     int rc = batch_iter_init(&it, batch, len, err, errlen);
     if (rc != 0)
         return rc;
-    if (it.nops == 0) {
-        snprintf(err, errlen, "empty batch");
-        return DOTDB_EINVAL;
+    if (batch_has_derived(batch, len)) {
+        ax.out = out ? out : &local;
+        ax.out->is_resolved = 1;
+        ax.now_ms = out ? out->now_ms : 0;
+        ax.out->log.len = ax.out->reply.len = 0;
+        if ((rc = batch_begin(&ax.out->log, &ax.log_start)) != 0)
+            return rc;
     }
     while ((rc = batch_next(&it, &op, err, errlen)) == 1) {
         char inner[400] = "";
         ax.err = inner;
         ax.errlen = sizeof inner;
         rc = apply_op(&ax, &op);
+        if (rc == 0 && ax.out && !bop_is_derived(op.kind))
+            rc = batch_add(&ax.out->log, ax.log_start, &op);
         if (rc != 0) {
             if (it.nops > 1)
                 snprintf(err, errlen, "operation %u: %s", ax.opno, inner[0] ? inner : dotdb_strerror(rc));
@@ -418,6 +692,8 @@ int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *
         }
         ax.opno++;
     }
+    dbuf_free(&local.log);
+    dbuf_free(&local.reply);
     if (rc != 0) {
         e->applied = lsn; /* so engine_undo covers this batch's actions */
         engine_undo(e, lsn);
@@ -425,6 +701,12 @@ int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *
     }
     e->applied = lsn;
     return 0;
+}
+
+int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
+                 size_t len, char *err, size_t errlen)
+{
+    return engine_apply_ex(e, lsn, snapshot_lsn, batch, len, NULL, err, errlen);
 }
 
 /* ---- publish / undo ---- */

@@ -44,6 +44,27 @@ shm_region *engine_region(engine *e);
 int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
                  size_t len, char *err, size_t errlen);
 
+/*
+ * What applying a request produced besides the state change.  A batch
+ * with derived operations (BOP_MODIFY, BOP_UPDATE_MANY, BOP_DELETE_MANY:
+ * updates by operators and by filter) is resolved against the current
+ * state into plain PUT / DELETE operations: `log` then holds that resolved
+ * batch, which is what the WAL must record (is_resolved = 1), and `reply`
+ * the per-operation counts for the client (wire.h).  Caller-owned
+ * buffers: initialise with dbuf_init, free with dbuf_free.
+ */
+typedef struct engine_out {
+    int64_t now_ms;  /* in: the time $currentDate writes */
+    int is_resolved; /* out: log `log` instead of the request */
+    dbuf log;
+    dbuf reply;
+} engine_out;
+
+/* engine_apply, with the resolved batch and reply in *out (may be NULL:
+ * then derived operations are resolved but nothing is returned). */
+int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
+                    size_t len, engine_out *out, char *err, size_t errlen);
+
 /* Make everything applied up to `lsn` visible (seq_cst store of
  * commit_lsn) after retiring what it superseded. */
 void engine_publish(engine *e, uint64_t lsn);

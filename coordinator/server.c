@@ -88,6 +88,7 @@ typedef struct server {
     uint64_t last_sync_ns;
     uint64_t groups, batches, syncs;
     time_t started;
+    engine_out apply_out;   /* reused by every batch */
 } server;
 
 static void session_close(session *s);
@@ -430,19 +431,37 @@ static void handle_hello(session *s, const wire_hdr *h, const uint8_t *p)
     s->hello_done = 1;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
 {
     server *srv = s->srv;
     engine *e = srv->a->eng;
+    engine_out *out = &srv->apply_out;
     char err[512];
     if (srv->read_only) {
         queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
         return;
     }
+    if (h->len < 4 || ld_u32(p) == 0) {
+        queue_error(s, h->req_id, h->op, DOTDB_EINVAL, "empty batch");
+        return;
+    }
     uint64_t lsn = engine_applied_lsn(e) + 1;
-    int rc = engine_apply(e, lsn, h->lsn, p, h->len, err, sizeof err);
+    out->now_ms = wall_ms();
+    out->is_resolved = 0;
+    out->reply.len = 0;
+    int rc = engine_apply_ex(e, lsn, h->lsn, p, h->len, out, err, sizeof err);
     if (rc == 0) {
-        rc = wal_append(srv->a->log, lsn, WAL_REC_BATCH, p, h->len);
+        /* Derived operations are logged as what they resolved to. */
+        const uint8_t *rec = out->is_resolved ? out->log.data : p;
+        size_t rec_len = out->is_resolved ? out->log.len : h->len;
+        rc = wal_append(srv->a->log, lsn, WAL_REC_BATCH, rec, rec_len);
         if (rc != 0) {
             engine_undo(e, lsn);
             snprintf(err, sizeof err, "cannot buffer the WAL record: %s", dotdb_strerror(rc));
@@ -454,8 +473,12 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
     }
     srv->dirty = 1;
     srv->batches++;
-    if (queue_response(s, h->req_id, h->op, 0, lsn, NULL, 0) != 0)
+    if (queue_response(s, h->req_id, h->op, 0, lsn, out->reply.data, out->reply.len) != 0)
         s->closing = 1;
+    if (out->log.cap > (1u << 20)) { /* don't keep a huge buffer around */
+        dbuf_free(&out->log);
+        dbuf_free(&out->reply);
+    }
 }
 
 static int snapshots_json(server *srv, dbuf *out)
@@ -878,6 +901,8 @@ int server_run(const server_args *a)
     atomic_store_explicit(&region_header(engine_region(a->eng))->state, SHM_STATE_STOPPED,
                           memory_order_release);
     ev_loop_destroy(srv->loop);
+    dbuf_free(&srv->apply_out.log);
+    dbuf_free(&srv->apply_out.reply);
     free(srv);
     return rc;
 }

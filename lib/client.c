@@ -500,3 +500,20 @@ void dotdb_close(dotdb *db)
     pthread_mutex_destroy(&db->mu);
     free(db);
 }
+
+int cl_check_name(dotdb *db, const char *coll)
+{
+    if (coll == NULL || !name_is_valid(coll, strlen(coll)))
+        return cl_fail(db, DOTDB_EBADNAME,
+                       "invalid collection name \"%.80s\": use 1 to 64 characters A-Z a-z 0-9 _ "
+                       ". -, not starting with . or -", coll ? coll : "(null)");
+    return 0;
+}
+
+int cl_check_id(dotdb *db, const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > DOTDB_ID_MAX)
+        return cl_fail(db, DOTDB_EBADID, "id must be a string of 1 to %d bytes", DOTDB_ID_MAX);
+    return 0;
+}

@@ -76,6 +76,9 @@ void cl_new_id(dotdb *db, char buf[DOTDB_ID_MAX + 1]);
 int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbuf *out,
                   char *id_buf);
 codec_limits cl_limits(const conn *c);
+/* DOTDB_EBADNAME / DOTDB_EBADID with a message when invalid, else 0. */
+int cl_check_name(dotdb *db, const char *coll);
+int cl_check_id(dotdb *db, const char *id);
 
 /* Coordinator launching (launch.c). */
 int cl_autostart(dotdb *db);

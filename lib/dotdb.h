@@ -74,6 +74,7 @@ enum dotdb_status {
 typedef struct dotdb dotdb;
 typedef struct dotdb_txn dotdb_txn;
 typedef struct dotdb_cursor dotdb_cursor;
+typedef struct dotdb_doc dotdb_doc;
 
 /* Options for dotdb_open(); zero-initialise, then set what you need. */
 typedef struct dotdb_options {
@@ -82,6 +83,9 @@ typedef struct dotdb_options {
                                      this program, then $DOTDB_COORDINATOR, then PATH */
     int connect_timeout_ms;       /* how long to wait for an autostarted
                                      coordinator; 0: 10000 */
+    int query_threads;            /* threads a scan may use in this process;
+                                     0: $DOTDB_QUERY_THREADS, else the number
+                                     of online cores */
 } dotdb_options;
 
 /* ---- Errors ---------------------------------------------------------- */
@@ -165,23 +169,73 @@ DOTDB_API int dotdb_put_many(dotdb *db, const char *coll, const char *json, size
  * the latest committed state.  DOTDB_ENOTFOUND, DOTDB_ENOCOLL. */
 DOTDB_API int dotdb_get(dotdb *db, const char *coll, const char *id, char **json_out,
                         size_t *len_out);
-/* Replace document `id` with `json`.  The new document's "id", if present,
- * must equal `id`.  DOTDB_ENOTFOUND if there is no such document. */
+/* Update document `id`.  `json` is either a replacement document (its "id",
+ * if present, must equal `id`) or update operators, applied atomically by
+ * the coordinator to the newest version: $set $unset $inc $mul $min $max
+ * $rename $push ($each $slice $position) $pull $addToSet ($each) $pop
+ * $currentDate (see the README for the exact semantics).
+ * DOTDB_ENOTFOUND if there is no such document; DOTDB_EINVAL (message
+ * names the operator and field) for a bad update: $inc on a string, a
+ * change of "id", conflicting paths such as $set of "a" and "a.b". */
 DOTDB_API int dotdb_update(dotdb *db, const char *coll, const char *id, const char *json,
                            size_t len);
+
+#define DOTDB_UPSERT 0x1u /* update: insert when nothing matches */
+
+/* dotdb_update with flags: DOTDB_UPSERT inserts {"id": id} with the update
+ * applied (or the replacement) when the document does not exist (and
+ * creates the collection if needed).  *upserted_out (may be NULL) is 1 when
+ * a document was inserted. */
+DOTDB_API int dotdb_update_ex(dotdb *db, const char *coll, const char *id, const char *json,
+                              size_t len, unsigned flags, int *upserted_out);
+/* Apply `update_json` (operators or a replacement) to every document of
+ * `coll` matching `filter_json` (NULL: all), as one atomic batch.
+ * *matched_out / *modified_out (may be NULL) receive how many documents
+ * matched and how many changed (an update that leaves a document as it was
+ * does not count as modified).  A missing collection matches nothing. */
+DOTDB_API int dotdb_update_many(dotdb *db, const char *coll, const char *filter_json,
+                                const char *update_json, uint64_t *matched_out,
+                                uint64_t *modified_out);
+/* As dotdb_update_many; with DOTDB_UPSERT, when nothing matches, insert
+ * one document built from the filter's equality conditions with the update
+ * applied; its id (generated unless the filter fixes "id") goes to
+ * upserted_id_out (DOTDB_ID_MAX+1 bytes, may be NULL; "" when nothing was
+ * inserted). */
+DOTDB_API int dotdb_update_many_ex(dotdb *db, const char *coll, const char *filter_json,
+                                   const char *update_json, unsigned flags,
+                                   uint64_t *matched_out, uint64_t *modified_out,
+                                   char *upserted_id_out);
+/* Delete every document of `coll` matching `filter_json` (NULL or "{}":
+ * all), as one atomic batch; *deleted_out (may be NULL) gets the count. */
+DOTDB_API int dotdb_delete_many(dotdb *db, const char *coll, const char *filter_json,
+                                uint64_t *deleted_out);
 /* Delete document `id`.  DOTDB_ENOTFOUND if there is no such document. */
 DOTDB_API int dotdb_delete(dotdb *db, const char *coll, const char *id);
 
 /* ---- Queries ------------------------------------------------------------ */
 
 /* Open a cursor over the documents of `coll` that match `filter_json`
- * (NULL or "{}": all).  This version understands equality filters on
- * top-level and dotted fields ({"name": "Alice", "preferences.theme":
- * "dark"}); a value matches an array field that contains it.  options_json
- * may be NULL or {"limit": N, "skip": N}.  The cursor holds one snapshot from
- * its creation to dotdb_cursor_close(); it is owned by the caller. */
+ * (NULL or "{}": all), a MongoDB filter: comparison ($eq $ne $gt $gte $lt
+ * $lte $in $nin, implicit equality), logical ($and $or $nor $not), element
+ * ($exists $type), array ($all $size $elemMatch, implicit matching of array
+ * elements, numeric path parts, dotted paths through arrays of objects) and
+ * evaluation ($regex with $options, $mod) operators, with MongoDB's
+ * cross-type rules (README, "Queries").  options_json may be NULL or
+ * {"projection": {...}, "sort": {"f": 1, "g": -1}, "skip": N, "limit": N}.
+ * The filter and options are checked before anything runs (DOTDB_EINVAL,
+ * DOTDB_EJSON; dotdb_errmsg() names the operator).  The cursor holds one
+ * snapshot from its creation to dotdb_cursor_close(); it is owned by the
+ * caller and used by one thread at a time.  Without sort, documents come
+ * in the collection's natural (unspecified but stable) order, streamed;
+ * with sort all matches are collected (8 bytes each: the documents stay in
+ * shared memory) and ordered stably.  Large scans use query_threads
+ * threads (dotdb_options) with the same results in the same order. */
 DOTDB_API int dotdb_find(dotdb *db, const char *coll, const char *filter_json,
                          const char *options_json, dotdb_cursor **out);
+/* Next document as a zero-copy view: into shared memory, or (with a
+ * projection) into the cursor's own buffer.  Valid until the next call on
+ * the cursor or its close.  DOTDB_EDONE at the end. */
+DOTDB_API int dotdb_cursor_next_view(dotdb_cursor *cur, dotdb_doc *out);
 /* Next matching document as JSON text (new string owned by the caller).
  * DOTDB_EDONE when the cursor is exhausted. */
 DOTDB_API int dotdb_cursor_next(dotdb_cursor *cur, char **json_out, size_t *len_out);
@@ -190,6 +244,12 @@ DOTDB_API void dotdb_cursor_close(dotdb_cursor *cur);
 /* Count the documents of `coll` that match `filter_json` (NULL: all). */
 DOTDB_API int dotdb_count(dotdb *db, const char *coll, const char *filter_json,
                           uint64_t *count_out);
+/* Run the query and describe how: a JSON object owned by the caller with
+ * "plan" ("IDLOOKUP": the primary index, when the filter fixes "id";
+ * "COLLSCAN" otherwise), "threads", "sort", "documents" (in the
+ * collection), "examined", "returned" and "time_us". */
+DOTDB_API int dotdb_explain(dotdb *db, const char *coll, const char *filter_json,
+                            const char *options_json, char **json_out, size_t *len_out);
 
 /* ---- Transactions and zero-copy views ---------------------------------- */
 
@@ -198,12 +258,12 @@ DOTDB_API int dotdb_count(dotdb *db, const char *coll, const char *filter_json,
 
 /* A zero-copy view of one document in shared memory.  Valid until the
  * transaction that produced it ends; never freed by the caller. */
-typedef struct dotdb_doc {
+struct dotdb_doc {
     const uint8_t *data; /* binary encoding (see docs/ARCHITECTURE.md) */
     size_t len;
     const char *id;      /* NOT NUL-terminated; id_len bytes */
     size_t id_len;
-} dotdb_doc;
+};
 
 /* Value types of dotdb_value. */
 enum dotdb_type {

@@ -44,23 +44,6 @@ struct dotdb_txn {
     size_t n_r, cap_r;
 };
 
-static int check_name(dotdb *db, const char *coll)
-{
-    if (coll == NULL || !name_is_valid(coll, strlen(coll)))
-        return cl_fail(db, DOTDB_EBADNAME,
-                       "invalid collection name \"%.80s\": use 1 to 64 characters A-Z a-z 0-9 _ "
-                       ". -, not starting with . or -", coll ? coll : "(null)");
-    return 0;
-}
-
-static int check_id(dotdb *db, const char *id)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > DOTDB_ID_MAX)
-        return cl_fail(db, DOTDB_EBADID, "id must be a string of 1 to %d bytes", DOTDB_ID_MAX);
-    return 0;
-}
-
 static void view_of(const shm_version *v, dotdb_doc *out)
 {
     out->data = v->data;
@@ -88,9 +71,9 @@ int dotdb_get(dotdb *db, const char *coll, const char *id, char **json_out, size
     *json_out = NULL;
     if (len_out)
         *len_out = 0;
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc == 0)
-        rc = check_id(db, id);
+        rc = cl_check_id(db, id);
     conn *c;
     if (rc != 0 || (rc = cl_conn_get(db, &c)) != 0)
         return rc;
@@ -140,21 +123,21 @@ static int one_op(dotdb *db, uint8_t kind, const char *coll, const char *id, con
 
 int dotdb_create_collection(dotdb *db, const char *coll)
 {
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     return rc ? rc : one_op(db, BOP_CREATE_COLL, coll, NULL, NULL, 0);
 }
 
 int dotdb_drop_collection(dotdb *db, const char *coll)
 {
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     return rc ? rc : one_op(db, BOP_DROP_COLL, coll, NULL, NULL, 0);
 }
 
 int dotdb_delete(dotdb *db, const char *coll, const char *id)
 {
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc == 0)
-        rc = check_id(db, id);
+        rc = cl_check_id(db, id);
     return rc ? rc : one_op(db, BOP_DELETE, coll, id, NULL, 0);
 }
 
@@ -164,7 +147,7 @@ static int put_or_update(dotdb *db, uint8_t kind, const char *coll, const char *
     char idb[DOTDB_ID_MAX + 1];
     if (id_out)
         id_out[0] = 0;
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc != 0)
         return rc;
     conn *c;
@@ -198,9 +181,26 @@ int dotdb_put(dotdb *db, const char *coll, const char *json, size_t len, char *i
     return put_or_update(db, BOP_PUT, coll, NULL, json, len, id_out);
 }
 
+/* Does the JSON text start with an object whose first key begins with '$'
+ * (update operators rather than a replacement)?  The coordinator checks
+ * the whole document; this only picks the route. */
+static int has_operators(const char *json, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r'))
+        i++;
+    if (i >= len || json[i] != '{')
+        return 0;
+    for (i++; i < len && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r');)
+        i++;
+    return i + 1 < len && json[i] == '"' && json[i + 1] == '$';
+}
+
 int dotdb_update(dotdb *db, const char *coll, const char *id, const char *json, size_t len)
 {
-    int rc = check_id(db, id);
+    int rc = cl_check_id(db, id);
+    if (rc == 0 && json && has_operators(json, len))
+        return dotdb_update_ex(db, coll, id, json, len, 0, NULL);
     return rc ? rc : put_or_update(db, BOP_UPDATE, coll, id, json, len, NULL);
 }
 
@@ -243,7 +243,7 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
 {
     if (count_out)
         *count_out = 0;
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc != 0)
         return rc;
     conn *c;
@@ -357,7 +357,7 @@ int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out)
     if (len_out)
         *len_out = 0;
     if (coll) {
-        int rc = check_name(db, coll);
+        int rc = cl_check_name(db, coll);
         if (rc != 0)
             return rc;
     }
@@ -428,9 +428,9 @@ int dotdb_txn_get(dotdb_txn *txn, const char *coll, const char *id, dotdb_doc *o
 {
     memset(out, 0, sizeof *out);
     dotdb *db = txn->db;
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc == 0)
-        rc = check_id(db, id);
+        rc = cl_check_id(db, id);
     if (rc != 0)
         return rc;
     txn_write *w = find_write(txn, coll, id);
@@ -495,7 +495,7 @@ int dotdb_txn_put(dotdb_txn *txn, const char *coll, const char *json, size_t len
     char idb[DOTDB_ID_MAX + 1];
     if (id_out)
         id_out[0] = 0;
-    int rc = check_name(db, coll);
+    int rc = cl_check_name(db, coll);
     if (rc != 0)
         return rc;
     dbuf doc;
@@ -518,9 +518,9 @@ int dotdb_txn_put(dotdb_txn *txn, const char *coll, const char *json, size_t len
 
 int dotdb_txn_delete(dotdb_txn *txn, const char *coll, const char *id)
 {
-    int rc = check_name(txn->db, coll);
+    int rc = cl_check_name(txn->db, coll);
     if (rc == 0)
-        rc = check_id(txn->db, id);
+        rc = cl_check_id(txn->db, id);
     return rc ? rc : add_write(txn, BOP_DELETE, coll, id, NULL, 0, 0);
 }
 

@@ -44,7 +44,7 @@ int batch_add(dbuf *b, size_t start, const batch_op *op)
         return DOTDB_EINVAL;
     uint8_t hdr[BOP_HDR_SIZE];
     hdr[0] = op->kind;
-    hdr[1] = 0;
+    hdr[1] = op->flags;
     st_u16(hdr + 2, (uint16_t)op->coll_len);
     st_u16(hdr + 4, (uint16_t)op->id_len);
     st_u16(hdr + 6, 0);
@@ -95,6 +95,7 @@ int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen)
     }
     const uint8_t *h = it->p + it->pos;
     op->kind = h[0];
+    op->flags = h[1];
     op->coll_len = ld_u16(h + 2);
     op->id_len = ld_u16(h + 4);
     op->doc_len = ld_u32(h + 8);
@@ -104,7 +105,7 @@ int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen)
                  it->done, it->pos, body);
         return DOTDB_EPROTO;
     }
-    if (op->kind < BOP_PUT || op->kind > BOP_CHECK) {
+    if (op->kind < BOP_PUT || op->kind > BOP_KIND_MAX) {
         snprintf(err, errlen, "operation %u has unknown kind %u", it->done, op->kind);
         return DOTDB_EPROTO;
     }
@@ -112,6 +113,10 @@ int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen)
     op->coll = (const char *)q;
     op->id = (const char *)q + op->coll_len;
     op->doc = q + op->coll_len + op->id_len;
+    if (op->flags & ~(bop_is_derived(op->kind) ? BOP_F_UPSERT : 0u)) {
+        snprintf(err, errlen, "operation %u has unknown flags 0x%x", it->done, op->flags);
+        return DOTDB_EPROTO;
+    }
     it->pos += BOP_HDR_SIZE + body;
     it->done++;
     return 1;

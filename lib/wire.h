@@ -30,7 +30,7 @@
  * was acknowledged):
  *   u32 nops, then nops times:
  *   0  kind     u8   BOP_*
- *   1  flags    u8   0
+ *   1  flags    u8   BOP_F_* (0 for most kinds)
  *   2  coll_len u16  1..64
  *   4  id_len   u16  0..255
  *   6  reserved u16  0
@@ -71,12 +71,37 @@ enum batch_kind {
     BOP_CREATE_COLL = 4,
     BOP_DROP_COLL = 5,
     BOP_CHECK = 6,       /* optimistic read check: unchanged since the snapshot */
+    /* Derived operations: the coordinator resolves them against the
+     * current state into PUT / DELETE operations, and the WAL records the
+     * resolved batch, never these (replay needs no query evaluation and
+     * $currentDate replays the time that was acknowledged). */
+    BOP_MODIFY = 7,      /* id; doc = encoded update (replacement or operators) */
+    BOP_UPDATE_MANY = 8, /* id = id for an upserted document (may be empty);
+                            doc = u32 filter length, filter, update (encoded) */
+    BOP_DELETE_MANY = 9, /* doc = encoded filter */
 };
+
+#define BOP_F_UPSERT 0x01u /* BOP_MODIFY, BOP_UPDATE_MANY: insert when nothing matches */
+#define BOP_KIND_MAX BOP_DELETE_MANY
+
+/* 1 when ops of this kind are resolved by the coordinator. */
+static inline int bop_is_derived(uint8_t kind)
+{
+    return kind == BOP_MODIFY || kind == BOP_UPDATE_MANY || kind == BOP_DELETE_MANY;
+}
+
+/*
+ * The response to a BATCH that held derived operations carries, for each
+ * of them in order: u64 matched, u64 modified (deleted, for
+ * BOP_DELETE_MANY), u16 upserted id length (0: nothing upserted), id
+ * bytes.  Other batches have an empty response payload.
+ */
 
 #define BOP_HDR_SIZE 12u
 
 typedef struct batch_op {
     uint8_t kind;
+    uint8_t flags;
     const char *coll;
     size_t coll_len;
     const char *id;
