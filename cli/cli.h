@@ -44,6 +44,10 @@ struct cli_ctx {
     uint64_t limit;
     int has_skip;            /* --skip given */
     uint64_t skip;
+    const char *project;     /* --project P (JSON or @FILE), or NULL */
+    const char *sort;        /* --sort S (JSON or @FILE), or NULL */
+    int explain;             /* --explain given */
+    int upsert;              /* --upsert given */
 };
 
 /* ---- growable text buffer (jsontext.c) ------------------------------- */
@@ -125,6 +129,8 @@ cli_handler cmd_stats;
 cli_handler cmd_coordinator;
 cli_handler cmd_import;
 cli_handler cmd_export;
+cli_handler cmd_update_many;
+cli_handler cmd_delete_many;
 
 /* Print every document of coll matching filter (NULL: all) as JSON lines,
  * honouring ctx->limit / ctx->skip.  Returns a cli_exit code. */

@@ -129,16 +129,84 @@ int cmd_update(struct cli_ctx *ctx, int argc, char **argv)
     struct cbuf file = { 0 };
     const char *json;
     size_t len;
-    int rc, status;
+    int rc, status, upserted = 0;
 
     (void)argc;
     status = cli_json_arg(ctx, argv[2], &file, &json, &len);
     if (status == CLI_EXIT_OK) {
-        rc = dotdb_update(ctx->db, argv[0], argv[1], json, len);
-        if (rc == DOTDB_ENOTFOUND)
+        if (ctx->upsert)
+            rc = dotdb_update_ex(ctx->db, argv[0], argv[1], json, len, DOTDB_UPSERT, &upserted);
+        else
+            rc = dotdb_update(ctx->db, argv[0], argv[1], json, len);
+        if (rc == DOTDB_ENOTFOUND && !ctx->upsert)
             status = report_not_found(ctx, argv[0], argv[1]);
         else if (rc != DOTDB_OK)
             status = cli_lib_error(ctx, rc);
+        else if (ctx->upsert && printf("{\"upserted\":%s}\n", upserted ? "true" : "false") < 0)
+            status = cli_stdout_status();
+    }
+    cbuf_fini(&file);
+    return status;
+}
+
+int cmd_update_many(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct cbuf ffile = { 0 }, ufile = { 0 }, line = { 0 };
+    const char *filter, *update;
+    size_t flen, ulen;
+    uint64_t matched = 0, modified = 0;
+    char upserted[DOTDB_ID_MAX + 1] = "";
+    char head[128];
+    int rc, status;
+
+    (void)argc;
+    status = cli_json_arg(ctx, argv[1], &ffile, &filter, &flen);
+    if (status == CLI_EXIT_OK)
+        status = cli_json_arg(ctx, argv[2], &ufile, &update, &ulen);
+    if (status != CLI_EXIT_OK)
+        goto out;
+    /* The library takes NUL-terminated text: @FILE contents are, and so
+     * are plain arguments. */
+    rc = dotdb_update_many_ex(ctx->db, argv[0], filter, update, ctx->upsert ? DOTDB_UPSERT : 0,
+                              &matched, &modified, upserted);
+    if (rc != DOTDB_OK) {
+        status = cli_lib_error(ctx, rc);
+        goto out;
+    }
+    snprintf(head, sizeof head, "{\"matched\":%" PRIu64 ",\"modified\":%" PRIu64, matched,
+             modified);
+    if (cbuf_append_str(&line, head) != 0 ||
+        (upserted[0] && (cbuf_append_str(&line, ",\"upserted_id\":") != 0 ||
+                         cbuf_append_json_string(&line, upserted, strlen(upserted)) != 0)) ||
+        cbuf_append(&line, "}", 1) != 0) {
+        status = cli_oom(ctx);
+        goto out;
+    }
+    if (cli_write_json_line(stdout, line.data, line.len) != 0)
+        status = cli_stdout_status();
+out:
+    cbuf_fini(&line);
+    cbuf_fini(&ufile);
+    cbuf_fini(&ffile);
+    return status;
+}
+
+int cmd_delete_many(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct cbuf file = { 0 };
+    const char *filter;
+    size_t len;
+    uint64_t deleted = 0;
+    int rc, status;
+
+    (void)argc;
+    status = cli_json_arg(ctx, argv[1], &file, &filter, &len);
+    if (status == CLI_EXIT_OK) {
+        rc = dotdb_delete_many(ctx->db, argv[0], filter, &deleted);
+        if (rc != DOTDB_OK)
+            status = cli_lib_error(ctx, rc);
+        else if (printf("{\"deleted\":%" PRIu64 "}\n", deleted) < 0)
+            status = cli_stdout_status();
     }
     cbuf_fini(&file);
     return status;
@@ -207,27 +275,57 @@ static int filter_from_args(const struct cli_ctx *ctx, int nargs, char **args,
     return cli_json_arg(ctx, args[0], store, filter, &len);
 }
 
-/* {"limit":N,"skip":N} for what was given, or NULL.  A limit of 0 is not
- * passed on: the CLI stops on its own count, so 0 prints nothing whatever
- * the library makes of a zero limit. */
-static int build_options(const struct cli_ctx *ctx, char *buf, size_t size, const char **opts)
+/* Append `"name":` and a JSON argument (@FILE read into a scratch buffer). */
+static int append_json_option(const struct cli_ctx *ctx, struct cbuf *out, const char *name,
+                              const char *arg)
 {
-    int n = 0;
+    struct cbuf file = { 0 };
+    const char *json;
+    size_t len;
+    int status = cli_json_arg(ctx, arg, &file, &json, &len);
+
+    if (status == CLI_EXIT_OK &&
+        (cbuf_append(out, out->len > 1 ? "," : "", out->len > 1) != 0 ||
+         cbuf_append_json_string(out, name, strlen(name)) != 0 || cbuf_append(out, ":", 1) != 0 ||
+         cbuf_append(out, json, len) != 0))
+        status = cli_oom(ctx);
+    cbuf_fini(&file);
+    return status;
+}
+
+/* The find options object for what was given ({"projection":P,"sort":S,
+ * "skip":N,"limit":N}), or NULL.  A limit of 0 is not passed on: the CLI
+ * stops on its own count, so 0 prints nothing whatever the library makes
+ * of a zero limit.  Returns an exit code (message printed). */
+static int build_options(const struct cli_ctx *ctx, struct cbuf *out, const char **opts)
+{
+    char num[64];
+    int status = CLI_EXIT_OK;
 
     *opts = NULL;
-    if (ctx->has_limit && ctx->limit > 0 && ctx->has_skip)
-        n = snprintf(buf, size, "{\"limit\":%" PRIu64 ",\"skip\":%" PRIu64 "}", ctx->limit,
-                     ctx->skip);
-    else if (ctx->has_limit && ctx->limit > 0)
-        n = snprintf(buf, size, "{\"limit\":%" PRIu64 "}", ctx->limit);
-    else if (ctx->has_skip)
-        n = snprintf(buf, size, "{\"skip\":%" PRIu64 "}", ctx->skip);
-    else
-        return 0;
-    if (n < 0 || (size_t)n >= size)
-        return -1;
-    *opts = buf;
-    return 0;
+    if (!ctx->project && !ctx->sort && !(ctx->has_limit && ctx->limit > 0) && !ctx->has_skip)
+        return CLI_EXIT_OK;
+    if (cbuf_append(out, "{", 1) != 0)
+        return cli_oom(ctx);
+    if (ctx->project)
+        status = append_json_option(ctx, out, "projection", ctx->project);
+    if (status == CLI_EXIT_OK && ctx->sort)
+        status = append_json_option(ctx, out, "sort", ctx->sort);
+    if (status == CLI_EXIT_OK && ctx->has_limit && ctx->limit > 0) {
+        snprintf(num, sizeof num, "%s\"limit\":%" PRIu64, out->len > 1 ? "," : "", ctx->limit);
+        if (cbuf_append_str(out, num) != 0)
+            status = cli_oom(ctx);
+    }
+    if (status == CLI_EXIT_OK && ctx->has_skip) {
+        snprintf(num, sizeof num, "%s\"skip\":%" PRIu64, out->len > 1 ? "," : "", ctx->skip);
+        if (cbuf_append_str(out, num) != 0)
+            status = cli_oom(ctx);
+    }
+    if (status == CLI_EXIT_OK && cbuf_append(out, "}", 1) != 0)
+        status = cli_oom(ctx);
+    if (status == CLI_EXIT_OK)
+        *opts = out->data;
+    return status;
 }
 
 /* Drain the cursor onto stdout, at most ctx->limit documents when given.
@@ -259,24 +357,35 @@ static int drain_cursor(const struct cli_ctx *ctx, dotdb_cursor *cur)
 
 int cli_print_matches(struct cli_ctx *ctx, const char *coll, const char *filter)
 {
-    char optbuf[96];
+    struct cbuf optbuf = { 0 };
     const char *opts;
     dotdb_cursor *cur = NULL;
-    int rc, status = CLI_EXIT_OK;
+    int rc, status;
 
-    if (build_options(ctx, optbuf, sizeof optbuf, &opts) != 0) {
-        cli_msg("%s: internal error building query options", ctx->cmd);
-        return CLI_EXIT_ERROR;
+    status = build_options(ctx, &optbuf, &opts);
+    if (status != CLI_EXIT_OK)
+        goto out;
+    if (ctx->explain) {
+        char *json = NULL;
+        size_t len = 0;
+
+        rc = dotdb_explain(ctx->db, coll, filter, opts, &json, &len);
+        status = rc == DOTDB_OK ? print_owned_json(json, len) : cli_lib_error(ctx, rc);
+        goto out;
     }
     rc = dotdb_find(ctx->db, coll, filter, opts, &cur);
-    if (rc != DOTDB_OK)
-        return cli_lib_error(ctx, rc);
+    if (rc != DOTDB_OK) {
+        status = cli_lib_error(ctx, rc);
+        goto out;
+    }
     rc = drain_cursor(ctx, cur);
     if (rc == 1)
         status = CLI_EXIT_ERROR;
     else if (rc != DOTDB_OK)
         status = cli_lib_error(ctx, rc);
     dotdb_cursor_close(cur);
+out:
+    cbuf_fini(&optbuf);
     return status;
 }
 

@@ -32,6 +32,8 @@
 #define CMD_OPT_LIMIT 0x2u /* accepts --limit N */
 #define CMD_OPT_SKIP 0x4u  /* accepts --skip N */
 #define CMD_JSON_ARGS 0x8u /* takes JSON arguments (which may be @FILE) */
+#define CMD_OPT_QUERY 0x10u /* accepts --project P, --sort S, --explain */
+#define CMD_OPT_UPSERT 0x20u /* accepts --upsert */
 
 struct cli_command {
     const char *name;
@@ -56,17 +58,34 @@ static const struct cli_command commands[] = {
       2, 2, CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_put },
     { "get", "C ID", "print document ID (exit 3 if not found)", NULL, 2, 2, CMD_NEEDS_DB,
       cmd_get },
-    { "update", "C ID JSON", "replace document ID (exit 3 if not found)",
-      "An \"id\" in JSON, if present, must equal ID.\n", 3, 3, CMD_NEEDS_DB | CMD_JSON_ARGS,
-      cmd_update },
+    { "update", "C ID UPDATE [--upsert]",
+      "replace document ID, or apply update operators to it (exit 3 if not found)",
+      "UPDATE is a replacement document (its \"id\", if present, must equal ID) or\n"
+      "update operators such as '{\"$set\":{\"age\":31},\"$inc\":{\"visits\":1}}',\n"
+      "applied atomically by the coordinator. --upsert inserts the document\n"
+      "when it does not exist (and prints {\"upserted\":true|false}).\n",
+      3, 3, CMD_NEEDS_DB | CMD_JSON_ARGS | CMD_OPT_UPSERT, cmd_update },
+    { "update-many", "C FILTER UPDATE [--upsert]",
+      "update every matching document; prints {\"matched\":N,\"modified\":N}",
+      "One atomic batch. UPDATE is update operators or a replacement document.\n"
+      "--upsert inserts one document built from the filter's equality fields\n"
+      "when nothing matches, and adds \"upserted_id\" to the output.\n",
+      3, 3, CMD_NEEDS_DB | CMD_JSON_ARGS | CMD_OPT_UPSERT, cmd_update_many },
+    { "delete-many", "C FILTER", "delete every matching document; prints {\"deleted\":N}",
+      "One atomic batch. FILTER {} deletes every document (the collection stays).\n",
+      2, 2, CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_delete_many },
     { "delete", "C ID", "delete document ID (exit 3 if not found)", NULL, 2, 2, CMD_NEEDS_DB,
       cmd_delete },
-    { "find", "C [FILTER_JSON | FIELD VALUE] [--limit N] [--skip N]",
+    { "find", "C [FILTER_JSON | FIELD VALUE] [--project P] [--sort S] [--skip N] [--limit N] [--explain]",
       "print matching documents, one per line",
-      "FILTER_JSON is an object such as '{\"name\":\"Alice\",\"address.city\":\"Oslo\"}'.\n"
+      "FILTER_JSON is a MongoDB filter such as '{\"age\":{\"$gt\":25},\"tags\":\"admin\"}'.\n"
       "FIELD VALUE matches one field: VALUE is read as JSON when it is valid JSON\n"
-      "(30, true, null, \"30\") and as a string otherwise (Alice).\n",
-      1, 3, CMD_NEEDS_DB | CMD_OPT_LIMIT | CMD_OPT_SKIP | CMD_JSON_ARGS, cmd_find },
+      "(30, true, null, \"30\") and as a string otherwise (Alice).\n"
+      "--project '{\"name\":1}' keeps (1) or drops (0) fields; --sort '{\"age\":-1}'\n"
+      "orders by one or more fields; --explain prints the plan and the counts of\n"
+      "documents examined and returned instead of the documents.\n",
+      1, 3, CMD_NEEDS_DB | CMD_OPT_LIMIT | CMD_OPT_SKIP | CMD_JSON_ARGS | CMD_OPT_QUERY,
+      cmd_find },
     { "count", "C [FILTER_JSON | FIELD VALUE]", "print the number of matching documents",
       "The filter is given as for find; without one every document counts.\n", 1, 3,
       CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_count },
@@ -277,6 +296,22 @@ static int parse_command_option(struct cli_ctx *ctx, const struct cli_command *c
     if ((cmd->flags & CMD_OPT_SKIP) && (m = match_valued("--skip", argc, argv, i, &value))) {
         ctx->has_skip = 1;
         return m < 0 || parse_count("--skip", value, &ctx->skip) != 0 ? -1 : 1;
+    }
+    if ((cmd->flags & CMD_OPT_QUERY) && (m = match_valued("--project", argc, argv, i, &value))) {
+        ctx->project = value;
+        return m < 0 ? -1 : 1;
+    }
+    if ((cmd->flags & CMD_OPT_QUERY) && (m = match_valued("--sort", argc, argv, i, &value))) {
+        ctx->sort = value;
+        return m < 0 ? -1 : 1;
+    }
+    if ((cmd->flags & CMD_OPT_QUERY) && strcmp(argv[*i], "--explain") == 0) {
+        ctx->explain = 1;
+        return 1;
+    }
+    if ((cmd->flags & CMD_OPT_UPSERT) && strcmp(argv[*i], "--upsert") == 0) {
+        ctx->upsert = 1;
+        return 1;
     }
     cli_msg("%s: unknown option \"%s\" (see dotdb %s --help)", cmd->name, argv[*i], cmd->name);
     return -1;
