@@ -130,6 +130,7 @@ cli_handler cmd_coordinator;
 cli_handler cmd_import;
 cli_handler cmd_export;
 cli_handler cmd_update_many;
+cli_handler cmd_aggregate;
 cli_handler cmd_delete_many;
 
 /* Print every document of coll matching filter (NULL: all) as JSON lines,

@@ -402,6 +402,34 @@ int cmd_find(struct cli_ctx *ctx, int argc, char **argv)
     return status;
 }
 
+int cmd_aggregate(struct cli_ctx *ctx, int argc, char **argv)
+{
+    struct cbuf file = { 0 };
+    const char *pipeline;
+    size_t len;
+    dotdb_cursor *cur = NULL;
+    int rc, status;
+
+    (void)argc;
+    status = cli_json_arg(ctx, argv[1], &file, &pipeline, &len);
+    if (status != CLI_EXIT_OK)
+        goto out;
+    rc = dotdb_aggregate(ctx->db, argv[0], pipeline, &cur);
+    if (rc != DOTDB_OK) {
+        status = cli_lib_error(ctx, rc);
+        goto out;
+    }
+    rc = drain_cursor(ctx, cur);
+    if (rc == 1)
+        status = CLI_EXIT_ERROR;
+    else if (rc != DOTDB_OK)
+        status = cli_lib_error(ctx, rc);
+    dotdb_cursor_close(cur);
+out:
+    cbuf_fini(&file);
+    return status;
+}
+
 int cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 {
     (void)argc;

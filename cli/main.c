@@ -89,6 +89,10 @@ static const struct cli_command commands[] = {
     { "count", "C [FILTER_JSON | FIELD VALUE]", "print the number of matching documents",
       "The filter is given as for find; without one every document counts.\n", 1, 3,
       CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_count },
+    { "aggregate", "C PIPELINE", "run an aggregation pipeline; prints the results, one per line",
+      "PIPELINE is a JSON array of stages, MongoDB syntax, e.g.\n"
+      "'[{\"$match\":{\"age\":{\"$gt\":25}}},{\"$group\":{\"_id\":\"$city\",\"n\":{\"$sum\":1}}}]'.\n",
+      2, 2, CMD_NEEDS_DB | CMD_JSON_ARGS, cmd_aggregate },
     { "list", "C [--limit N] [--skip N]", "print the documents of C, one per line", NULL, 1, 1,
       CMD_NEEDS_DB | CMD_OPT_LIMIT | CMD_OPT_SKIP, cmd_list },
     { "import", "C FILE", "store the JSON lines of FILE (- for stdin)",

@@ -86,6 +86,9 @@ typedef struct dotdb_options {
     int query_threads;            /* threads a scan may use in this process;
                                      0: $DOTDB_QUERY_THREADS, else the number
                                      of online cores */
+    size_t agg_memory_bytes;      /* memory each blocking aggregation stage
+                                     ($group, $sort) may hold; 0:
+                                     $DOTDB_AGG_MEMORY, else 100 MiB */
 } dotdb_options;
 
 /* ---- Errors ---------------------------------------------------------- */
@@ -244,6 +247,18 @@ DOTDB_API void dotdb_cursor_close(dotdb_cursor *cur);
 /* Count the documents of `coll` that match `filter_json` (NULL: all). */
 DOTDB_API int dotdb_count(dotdb *db, const char *coll, const char *filter_json,
                           uint64_t *count_out);
+/* Run an aggregation pipeline (a JSON array of stages, MongoDB syntax) over
+ * one snapshot of `coll` and open a cursor over its results.  Stages:
+ * $match $project $addFields $set $unset $group $sort $limit $skip $unwind
+ * $count $sortByCount $replaceRoot; see the README for accumulators and
+ * expressions.  A blocking stage ($group, $sort) holding more than
+ * agg_memory_bytes (dotdb_options) fails with DOTDB_ETOOBIG.  Results are
+ * computed before this returns; the cursor (owned by the caller) streams
+ * them with dotdb_cursor_next / dotdb_cursor_next_view (a view's id is NULL
+ * when a result has no string "id").  DOTDB_EINVAL names the stage and
+ * operator of a bad pipeline. */
+DOTDB_API int dotdb_aggregate(dotdb *db, const char *coll, const char *pipeline_json,
+                              dotdb_cursor **out);
 /* Run the query and describe how: a JSON object owned by the caller with
  * "plan" ("IDLOOKUP": the primary index, when the filter fixes "id";
  * "COLLSCAN" otherwise), "threads", "sort", "documents" (in the

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agg.h"
 #include "client.h"
 #include "query.h"
 #include "snap.h"
@@ -76,6 +77,9 @@ struct dotdb_cursor {
     int scanned;         /* every slot has been scanned */
     uint64_t examined;   /* documents looked at (explain) */
     dbuf out;            /* projected document of the last next_view */
+    int is_agg;          /* results of an aggregation, in res */
+    dbuf res;            /* encoded result documents back to back */
+    size_t res_pos;
 };
 
 /* ---- argument parsing ---- */
@@ -177,7 +181,7 @@ static void scan_range(scan_job *j)
     const dotdb_cursor *cur = j->cur;
     const uint8_t *base = cur->c->base;
     const shm_table *t = cur->t;
-    int all = qfilter_is_all(cur->q);
+    int all = cur->q == NULL || qfilter_is_all(cur->q);
     for (uint64_t i = j->from; i < j->to; i++) {
         /* Pairs with the coordinator's release store of a slot word. */
         uint64_t w = atomic_load_explicit(&((shm_table *)t)->slots[i], memory_order_acquire);
@@ -339,6 +343,8 @@ static int query_threads(const dotdb *db)
     return n < 1 ? 1 : n > MAX_QUERY_THREADS ? MAX_QUERY_THREADS : n;
 }
 
+static int open_snapshot(dotdb_cursor *cur, const char *coll);
+
 int dotdb_find(dotdb *db, const char *coll, const char *filter_json, const char *options_json,
                dotdb_cursor **out)
 {
@@ -353,11 +359,30 @@ int dotdb_find(dotdb *db, const char *coll, const char *filter_json, const char 
     cur->slot = -1;
     cur->threads = query_threads(db);
     dbuf_init(&cur->out);
+    dbuf_init(&cur->res);
     rc = compile_filter(db, filter_json, &cur->q);
     if (rc == 0)
         rc = parse_options(db, options_json, cur);
     if (rc == 0)
-        rc = cl_conn_get(db, &cur->c);
+        rc = open_snapshot(cur, coll);
+    if (rc == 0) {
+        cur->by_id = qfilter_id_eq(cur->q, &cur->id, &cur->id_len);
+        if (cur->sort)
+            rc = sort_all(cur);
+    }
+    if (rc != 0) {
+        dotdb_cursor_close(cur);
+        return rc;
+    }
+    *out = cur;
+    return 0;
+}
+
+/* Attach, take a snapshot and find the collection's table as of it. */
+static int open_snapshot(dotdb_cursor *cur, const char *coll)
+{
+    dotdb *db = cur->db;
+    int rc = cl_conn_get(db, &cur->c);
     if (rc == 0)
         rc = cl_snap_begin(db, cur->c, &cur->slot, &cur->lsn);
     if (rc == 0) {
@@ -372,16 +397,8 @@ int dotdb_find(dotdb *db, const char *coll, const char *filter_json, const char 
         uint64_t toff = atomic_load_explicit(&((shm_coll *)cur->coll)->table_off,
                                              memory_order_acquire);
         cur->t = snap_at(cur->c->base, toff);
-        cur->by_id = qfilter_id_eq(cur->q, &cur->id, &cur->id_len);
-        if (cur->sort)
-            rc = sort_all(cur);
     }
-    if (rc != 0) {
-        dotdb_cursor_close(cur);
-        return rc;
-    }
-    *out = cur;
-    return 0;
+    return rc;
 }
 
 /* Next matching version, honouring skip and limit; NULL at the end (or
@@ -407,9 +424,30 @@ static const shm_version *cursor_step(dotdb_cursor *cur, int *rc)
     return NULL;
 }
 
+/* Next result of an aggregation (documents need not have an "id"). */
+static int agg_next_view(dotdb_cursor *cur, dotdb_doc *out)
+{
+    if (cur->res_pos >= cur->res.len || (cur->limit && cur->returned >= cur->limit))
+        return DOTDB_EDONE;
+    codec_val v = {cur->res.data + cur->res_pos, 0};
+    v.len = codec_val_len(v.p);
+    cur->res_pos += v.len;
+    cur->returned++;
+    out->data = v.p;
+    out->len = v.len;
+    codec_val idv;
+    if (codec_obj_get(v, "id", 2, &idv) && codec_as_string(idv, &out->id, &out->id_len))
+        return 0;
+    out->id = NULL;
+    out->id_len = 0;
+    return 0;
+}
+
 int dotdb_cursor_next_view(dotdb_cursor *cur, dotdb_doc *out)
 {
     memset(out, 0, sizeof *out);
+    if (cur->is_agg)
+        return agg_next_view(cur, out);
     int rc;
     const shm_version *v = cursor_step(cur, &rc);
     if (rc != 0)
@@ -469,6 +507,7 @@ void dotdb_cursor_close(dotdb_cursor *cur)
         qproj_free(cur->proj);
     free(cur->buf.v);
     dbuf_free(&cur->out);
+    dbuf_free(&cur->res);
     free(cur);
 }
 
@@ -552,4 +591,115 @@ int dotdb_explain(dotdb *db, const char *coll, const char *filter_json, const ch
     else
         dbuf_free(&b);
     return rc;
+}
+
+/* ---- aggregation ---- */
+
+static size_t agg_memory_bytes(const dotdb *db)
+{
+    if (db->opts.agg_memory_bytes > 0)
+        return db->opts.agg_memory_bytes;
+    const char *env = getenv("DOTDB_AGG_MEMORY");
+    long long v = env ? atoll(env) : 0;
+    return v > 0 ? (size_t)v : AGG_DEFAULT_MEMORY_BYTES;
+}
+
+/*
+ * Run the pipeline over one snapshot.  A leading $match runs inside the
+ * (parallel) scan; matching documents are pushed in natural order, round
+ * by round, so a $limit early in the pipeline stops the scan.  Results are
+ * materialised in cur->res and streamed by the cursor.
+ */
+int dotdb_aggregate(dotdb *db, const char *coll, const char *pipeline_json, dotdb_cursor **out)
+{
+    *out = NULL;
+    int rc = cl_check_name(db, coll);
+    if (rc != 0)
+        return rc;
+    if (pipeline_json == NULL)
+        return cl_fail(db, DOTDB_EINVAL, "pipeline must be a JSON array of stages");
+    dbuf pb;
+    dbuf_init(&pb);
+    codec_limits lim = {.max_size = CODEC_DEFAULT_MAX_SIZE, .max_depth = CODEC_DEFAULT_MAX_DEPTH};
+    char err[512] = "";
+    rc = codec_value_from_json(pipeline_json, strlen(pipeline_json), &lim, &pb, err, sizeof err);
+    if (rc != 0) {
+        dbuf_free(&pb);
+        return cl_fail(db, rc, "pipeline: %s", err[0] ? err : dotdb_strerror(rc));
+    }
+    agg_pipeline *p = NULL;
+    if (codec_type((codec_val){pb.data, pb.len}) != DOTDB_T_ARRAY)
+        rc = cl_fail(db, DOTDB_EINVAL, "pipeline must be a JSON array of stages");
+    else if ((rc = agg_compile((codec_val){pb.data, pb.len}, &p, err, sizeof err)) != 0)
+        rc = cl_fail(db, rc, "pipeline: %s", err[0] ? err : dotdb_strerror(rc));
+    dbuf_free(&pb);
+    if (rc != 0)
+        return rc;
+
+    dotdb_cursor *cur = calloc(1, sizeof *cur);
+    agg_run *run = NULL;
+    if (cur == NULL) {
+        agg_free(p);
+        return cl_fail(db, DOTDB_ENOMEM, "out of memory");
+    }
+    cur->db = db;
+    cur->slot = -1;
+    cur->threads = query_threads(db);
+    cur->is_agg = 1;
+    dbuf_init(&cur->out);
+    dbuf_init(&cur->res);
+    /* cur->q stays NULL (all documents) unless the pipeline starts with a
+     * $match; the filter is owned by p, which outlives the scan. */
+    const qfilter *lead = agg_leading_match(p);
+    rc = open_snapshot(cur, coll);
+    if (rc == 0 && (rc = agg_begin(p, lead != NULL, agg_memory_bytes(db), &cur->res, &run)) != 0)
+        rc = cl_fail(db, rc, "aggregate: %s", dotdb_strerror(rc));
+    cur->q = (qfilter *)lead;
+    int stop = 0;
+    while (rc == 0 && !stop && cur->t && !cur->scanned) {
+        cur->buf.n = 0;
+        rc = scan_round(cur, (uint64_t)cur->threads * CHUNK_SLOTS, &cur->buf, NULL);
+        if (rc != 0) {
+            rc = cl_fail(db, rc, "out of memory while scanning");
+            break;
+        }
+        for (size_t i = 0; i < cur->buf.n; i++) {
+            const shm_version *v = (const shm_version *)(cur->c->base + cur->buf.v[i]);
+            err[0] = 0;
+            int r = agg_push(run, (codec_val){v->data, v->doc_len}, err, sizeof err);
+            if (r == AGG_STOP) {
+                stop = 1;
+                break;
+            }
+            if (r != 0) {
+                rc = cl_fail(db, r, "aggregate: %s", err[0] ? err : dotdb_strerror(r));
+                break;
+            }
+        }
+    }
+    cur->q = NULL; /* owned by p */
+    if (rc == 0) {
+        err[0] = 0;
+        int r = agg_finish(run, err, sizeof err);
+        if (r != 0)
+            rc = cl_fail(db, r, "aggregate: %s", err[0] ? err : dotdb_strerror(r));
+    }
+    if (rc == 0)
+        rc = cl_snap_check(db, cur->c, cur->slot, cur->lsn);
+    if (run)
+        agg_run_free(run);
+    agg_free(p);
+    /* The results are copies: the snapshot can go now. */
+    if (cur->c && cur->slot >= 0) {
+        cl_snap_end(cur->c, cur->slot);
+        cur->slot = -1;
+    }
+    free(cur->buf.v);
+    cur->buf = (offlist){0};
+    if (rc != 0) {
+        dotdb_cursor_close(cur);
+        return rc;
+    }
+    *out = cur;
+    return 0;
 }
