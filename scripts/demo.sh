@@ -36,6 +36,18 @@ show find users tags developer
 show find users '{"preferences.theme": "dark"}'
 show count users
 show count users '{"tags": "developer"}'
+show find users '{"age": {"$gt": 26}}' --sort '{"age": -1}' --project '{"name": 1, "age": 1}'
+show find users '{"$or": [{"tags": "manager"}, {"preferences.notifications": true}]}' --project '{"name": 1}'
+show find users '{"age": {"$gt": 26}}' --explain
+show update users user_123 '{"$inc": {"age": 1}, "$addToSet": {"tags": "lead"}, "$currentDate": {"updated": true}}'
+show get users user_123
+show update-many users '{"tags": "developer"}' '{"$set": {"team": "platform"}}'
+show update users user_999 '{"$set": {"name": "Dan Brown", "age": 35}}' --upsert
+show aggregate users '[{"$group": {"_id": "$preferences.theme", "users": {"$sum": 1}, "avg_age": {"$avg": "$age"}}}, {"$sort": {"_id": 1}}]'
+show aggregate users '[{"$unwind": "$tags"}, {"$sortByCount": "$tags"}]'
+show delete-many users '{"age": {"$gte": 35}}'
+show_fail find users '{"age": {"$gtx": 3}}'
+show_fail update users user_123 '{"$inc": {"name": 1}}'
 show list users --limit 2
 show collections
 printf '{"id":"a1","event":"login","user":"user_123"}\n{"id":"a2","event":"logout","user":"user_123"}\n' > "$DB/../demo-archive.jsonl"
