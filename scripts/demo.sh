@@ -45,7 +45,7 @@ show update-many users '{"tags": "developer"}' '{"$set": {"team": "platform"}}'
 show update users user_999 '{"$set": {"name": "Dan Brown", "age": 35}}' --upsert
 show aggregate users '[{"$group": {"_id": "$preferences.theme", "users": {"$sum": 1}, "avg_age": {"$avg": "$age"}}}, {"$sort": {"_id": 1}}]'
 show aggregate users '[{"$unwind": "$tags"}, {"$sortByCount": "$tags"}]'
-show delete-many users '{"age": {"$gte": 35}}'
+show delete-many users '{"name": {"$regex": "^dan", "$options": "i"}}'
 show_fail find users '{"age": {"$gtx": 3}}'
 show_fail update users user_123 '{"$inc": {"name": 1}}'
 show list users --limit 2
