@@ -101,7 +101,7 @@ int dval_obj_remove(dval *obj, const char *key, size_t klen);
 
 /* Append *v (moved in).  arr must be DV_ARRAY. */
 int dval_arr_push(dval *arr, dval *v);
-/* Insert *v (moved in) at index i (0..n). */
+/* Insert *v (moved in) at index i (0..n; DOTDB_EINVAL past n). */
 int dval_arr_insert(dval *arr, size_t i, dval *v);
 /* Remove and free element i (< n). */
 void dval_arr_remove(dval *arr, size_t i);
