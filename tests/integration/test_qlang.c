@@ -1,5 +1,5 @@
 /*
- * test_query.c - the query language end to end, against a real
+ * test_qlang.c - the query language end to end, against a real
  * coordinator: update operators applied atomically in the write path
  * (concurrent $inc from several processes), update_many / delete_many /
  * upsert as one batch, find with sort / projection / skip / limit, the
