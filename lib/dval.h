@@ -12,7 +12,11 @@
  * to insert MOVE it into the tree (the caller's struct is left DV_NULL and
  * owns nothing), so no value is ever owned twice.  Not thread-safe; one
  * owner at a time.  All allocation failures return DOTDB_ENOMEM and leave
- * the tree as it was.
+ * the tree as it was; a function that fails does not move its `dval *`
+ * argument (the caller still owns it and frees it).
+ *
+ * Walks recurse once per nesting level; trees come from validated
+ * documents and operands whose depth limits.max_depth bounds (<= 1000).
  *
  * Objects keep members in insertion order (as the encoding does); keys are
  * unique.  Numbers keep their kind: DV_INT is int64, DV_DOUBLE a finite
@@ -97,7 +101,7 @@ int dval_obj_remove(dval *obj, const char *key, size_t klen);
 
 /* Append *v (moved in).  arr must be DV_ARRAY. */
 int dval_arr_push(dval *arr, dval *v);
-/* Insert *v (moved in) at index i (0..n). */
+/* Insert *v (moved in) at index i (0..n; DOTDB_EINVAL past n). */
 int dval_arr_insert(dval *arr, size_t i, dval *v);
 /* Remove and free element i (< n). */
 void dval_arr_remove(dval *arr, size_t i);
@@ -129,5 +133,24 @@ int dval_path_unset(dval *root, const char *path, size_t plen);
 int dval_equal(const dval *a, const dval *b);
 /* A view of a scalar or container as a codec value is not possible
  * without encoding; to compare a dval with stored data, encode it once. */
+
+/* MongoDB's order across types, as qvalue_cmp (query.h) defines it: null <
+ * numbers (ints and doubles by exact value) < strings (byte order) <
+ * objects (member by member: key, then value; a prefix first) < arrays
+ * (element by element) < false < true.  Returns -1, 0 or 1. */
+int dval_cmp(const dval *a, const dval *b);
+/* The rank of a DV_* type in that order (0 null, 1 numbers, 2 strings,
+ * 3 objects, 4 arrays, 5 booleans). */
+int dval_type_rank(int type);
+
+/* ---- helpers for the modules that build on dval ---- */
+
+/* 1 and *out when s[0..len) is a canonical array index ("0", "12"; not
+ * "", "01", "+1", nor more than 18 digits), else 0. */
+int dval_parse_index(const char *s, size_t len, size_t *out);
+/* A short rendering of v for error messages into buf (cap bytes, always
+ * NUL-terminated): scalars as JSON-ish text (strings cut at 24 bytes),
+ * containers as "[...]" / "{...}". */
+void dval_describe(const dval *v, char *buf, size_t cap);
 
 #endif /* DOTDB_DVAL_H */
