@@ -29,4 +29,8 @@ cmake -S . -B "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_TSAN=ON -DDOTDB_
 cmake --build "$tsan" -j"$jobs" --target lockfree_stress >/dev/null
 echo "ThreadSanitizer: lockfree_stress"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "$tsan/tests/lockfree_stress" 20000 || status=1
+
+# Benchmark smoke test: the drivers build and run (no timing threshold).
+echo "Benchmark smoke: point_read_1p, 2000 records"
+bash scripts/bench.sh --quick --only point_read_1p --records 2000 --seconds 0.2 || status=1
 exit $status
