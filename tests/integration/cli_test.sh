@@ -294,6 +294,68 @@ expect "count FILTER_JSON" 0 "1"
 db count users name Bob
 expect "count FIELD VALUE" 0 "1"
 
+# ---- the query language ----------------------------------------------------
+
+db find users '{"age":{"$gt":25}}' --sort '{"age":1}' --project '{"name":1}'
+expect "find with \$gt, --sort and --project" 0 '{"id":"carol","name":"Carol"}
+{"id":"alice","name":"Alice"}'
+db find users '{"$or":[{"name":"Bob"},{"tags":{"$all":["a","b"]}}]}' --sort '{"name":-1}' --project '{"id":0,"name":1}'
+expect "find with \$or, \$all and a descending sort" 0 '{"name":"Bob"}
+{"name":"Alice"}'
+db find users '{"name":{"$regex":"^al","$options":"i"}}' --project '{"name":1}'
+expect "find with a case-insensitive \$regex" 0 '{"id":"alice","name":"Alice"}'
+printf '{"age":1}\n' >"$TMP/sort.json"
+db find users '{}' --sort "@$TMP/sort.json" --skip 1 --limit 1 --project '{"age":1}'
+expect "find --sort @FILE --skip --limit" 0 '{"id":"carol","age":30}'
+db find users '{"age":{"$gt":25}}' --explain
+expect_match "find --explain states a full scan" 0 '"plan":"COLLSCAN".*"examined":3,"returned":2'
+db find users '{"id":"alice"}' --explain
+expect_match "find --explain by id uses the primary index" 0 '"plan":"IDLOOKUP"'
+db find users '{"age":{"$gtx":1}}'
+expect_err "an unknown operator is named, exit 5" 5 '$gtx'
+db find users '{}' --sort '{"age":0}'
+expect_err "a bad sort is refused" 5 "sort"
+db find users '{}' --frob
+expect_err "an unknown find option exits 2" 2 '--frob'
+db count users '{"tags":{"$size":2}}'
+expect "count with \$size" 0 "1"
+
+db update users alice '{"$inc":{"age":1},"$push":{"tags":"c"}}'
+expect "update with operators" 0 ""
+db get users alice
+expect "operators applied" 0 '{"id":"alice","name":"Alice","age":32,"tags":["a","b","c"],"prefs":{"theme":"dark"}}'
+db update users alice '{"$inc":{"name":1}}'
+expect_err "\$inc on a string exits 5 and names it" 5 '$inc'
+db update users alice '{"$set":{"id":"x"}}'
+expect_err "an update may not change the id" 5 'id'
+db get users alice
+expect_match "failed updates changed nothing" 0 '"age":32,'
+db update users nobody '{"$set":{"a":1}}'
+expect_err "update of a missing document exits 3" 3 "not found"
+db update users dora '{"$set":{"name":"Dora","age":22}}' --upsert
+expect "update --upsert inserts" 0 '{"upserted":true}'
+db update-many users '{"age":{"$lt":30}}' '{"$set":{"young":true}}'
+expect "update-many reports matched and modified" 0 '{"matched":2,"modified":2}'
+db update-many users '{"age":{"$lt":30}}' '{"$set":{"young":true}}'
+expect "update-many that changes nothing" 0 '{"matched":2,"modified":0}'
+db count users '{"young":true}'
+expect "update-many applied" 0 "2"
+db aggregate users '[{"$match":{"age":{"$exists":true}}},{"$group":{"_id":"$young","n":{"$sum":1},"oldest":{"$max":"$age"}}},{"$sort":{"_id":1}}]'
+expect "aggregate with \$match, \$group and \$sort" 0 '{"_id":null,"n":2,"oldest":32}
+{"_id":true,"n":2,"oldest":25}'
+db aggregate users '[{"$unwind":"$tags"},{"$count":"tags"}]'
+expect "aggregate with \$unwind and \$count" 0 '{"tags":3}'
+db aggregate users '[{"$frob":{}}]'
+expect_err "an unknown stage is named" 5 '$frob'
+db delete-many users '{"young":true}'
+expect "delete-many reports the count" 0 '{"deleted":2}'
+db count users
+expect "delete-many deleted them" 0 "2"
+db put users '{"name":"Bob","age":25}'
+expect_match "put Bob back" 0 '"id"'
+db delete users dora
+expect_err "dora went with delete-many" 3 "not found"
+
 db list users
 expect_lines "list prints every document" 3
 db list users --limit 1
