@@ -69,9 +69,10 @@
  * needs per-match scratch space (match data), kept one per thread
  * (pthread key, freed when the thread exits), so matching allocates only
  * the first time a thread matches.  Patterns are JIT-compiled when the
- * library supports it, else interpreted.  Hitting PCRE2's match or depth
- * limits (or an allocation failure) counts as no match: qfilter_match has
- * no error path.
+ * library supports it, else interpreted (and a match that overflows the
+ * JIT stack is run again by the interpreter).  Hitting PCRE2's match,
+ * depth or heap limits (or an allocation failure) counts as no match:
+ * qfilter_match has no error path.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
@@ -279,6 +280,11 @@ static int regex_match(const pcre2_code *re, const char *s, size_t len)
     }
     /* strings in the encoding are valid UTF-8 (codec_validate) */
     int rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, NULL);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+        /* past the JIT's 32 KiB stack: the interpreter keeps its
+         * backtracking frames on the heap */
+        rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
+    }
     pcre2_match_data_free(own);
     return rc >= 0;
 }

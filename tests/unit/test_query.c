@@ -421,6 +421,20 @@ Test(filter_regex, with_other_operators_and_not)
     CHECK("{'a':{'$not':{'$regex':'^A','$options':'i'}}}", {"{'a':'abc'}", 0}, {"{'a':'b'}", 1});
 }
 
+/* A subject that overflows the JIT's stack is matched by the interpreter. */
+Test(filter_regex, long_subject_past_the_jit_stack)
+{
+    size_t n = 20000;
+    char *doc = malloc(n + 16);
+    cr_assert_not_null(doc);
+    strcpy(doc, "{'a':'");
+    memset(doc + 6, 'a', n);
+    strcpy(doc + 6 + n, "'}");
+    cr_expect_eq(match("{'a':{'$regex':'^(a|b)*$'}}", doc), 1);
+    cr_expect_eq(match("{'a':{'$regex':'^(a|b)*c$'}}", doc), 0);
+    free(doc);
+}
+
 /* The compiled pattern is shared; match data is per thread. */
 typedef struct re_thread {
     const qfilter *q;
