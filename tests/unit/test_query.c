@@ -940,6 +940,19 @@ Test(sort, arrays_use_min_ascending_max_descending)
     cr_expect_eq(scmp("{'a':1}", "{'a':[null,5]}", "{'a':0}"), -1);
 }
 
+/* MongoDB's own order (jstests sorta): [] = [] < null = missing = null < 1 < [2]. */
+Test(sort, mongodb_order_of_empty_arrays_null_and_missing)
+{
+    static const char *docs[] = {"{'a':[]}", "{'a':[]}",  "{'a':null}", "{}",
+                                 "{'a':null}", "{'a':1}", "{'a':[2]}"};
+    static const int group[] = {0, 0, 1, 1, 1, 2, 3};
+    for (size_t i = 0; i < 7; i++)
+        for (size_t j = 0; j < 7; j++) {
+            int want = (group[i] > group[j]) - (group[i] < group[j]);
+            cr_expect_eq(scmp("{'a':1}", docs[i], docs[j]), want, "%s vs %s", docs[i], docs[j]);
+        }
+}
+
 Test(sort, dotted_and_numeric_paths)
 {
     cr_expect_eq(scmp("{'a.b':1}", "{'a':[{'b':5},{'b':1}]}", "{'a':{'b':2}}"), -1);
