@@ -21,9 +21,12 @@
  *     {a: [{c: 1}]} does).  When the next part is a canonical index ("0")
  *     the element at that index also continues with the part after it (an
  *     array element there keeps walking from that nested array), or is
- *     yielded itself when the index ends the path.  Arrays nested in
- *     arrays are not entered by field names ({"a.b": 1} does not match
- *     {a: [[{b: 1}]]}; {"a.0.b": 1} does).
+ *     yielded itself when the index ends the path.  Object elements are
+ *     thus searched both ways, as MongoDB's matcher does: {"a.0": null}
+ *     matches {a: [{x: 1}]} (no member "0" there is "missing"), while
+ *     {"a.0": null} does not match {a: []} (nothing at all is yielded).
+ *     Arrays nested in arrays are not entered by field names ({"a.b": 1}
+ *     does not match {a: [[{b: 1}]]}; {"a.0.b": 1} does).
  *   - An array at the end of the path reached through a member ("leaf
  *     array") is yielded together with its elements (one level): {a: 1}
  *     matches {a: [1, 2]}, {a: [1, 2]} matches it too, {a: 1} does not
