@@ -121,6 +121,9 @@ static void compile_fails(const char *filter, const char *want)
         qfilter_free(q);
 }
 
+/* Projection of doc by spec as JSON text (with '), caller frees. */
+static char *project(const char *spec, const char *doc);
+
 /* ---- equality ------------------------------------------------------------ */
 
 Test(filter_eq, implicit_scalar_equality)
@@ -215,6 +218,66 @@ Test(filter_eq, empty_path_parts_and_keys)
 {
     CHECK("{'':1}", {"{'':1}", 1}, {"{'a':1}", 0});
     CHECK("{'a.':1}", {"{'a':{'':1}}", 1}, {"{'a':1}", 0});
+}
+
+/* The documents and answers of MongoDB's own null-semantics test
+ * (jstests/core/not_equals_null; its "undefined" variants left out): which
+ * documents each query returns, as a string of '1' and '0' per document. */
+static const char *const null_docs[] = {
+    "{'a':{}}",                          /* 0 */
+    "{'a':null}",                        /* 1 */
+    "{'a':4}",                           /* 2 */
+    "{'a':{'b':'hi'}}",                  /* 3 */
+    "{'a':{'b':null}}",                  /* 4 */
+    "{}",                                /* 5 */
+    "{'a':[[]]}",                        /* 6 */
+    "{'a':[]}",                          /* 7 */
+    "{'a':[{'b':null},{'b':null},{}]}",  /* 8 */
+    "{'a':[{'b':1},{'b':3},{'b':'string'}]}", /* 9 */
+    "{'a':[{'b':null},{'b':3},{'b':null}]}",  /* 10 */
+    "{'a':[{'b':3},{}]}",                /* 11 */
+    "{'a':[null,null]}",                 /* 12 */
+    "{'a':[1,'string',4]}",              /* 13 */
+    "{'a':[1,'string',null,4]}",         /* 14 */
+};
+
+static void null_table(const char *filter, const char *want)
+{
+    size_t n = sizeof null_docs / sizeof null_docs[0];
+    cr_assert_eq(strlen(want), n);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_eq(match(filter, null_docs[i]), want[i] == '1', "filter %s on doc %zu %s", filter,
+                     i, null_docs[i]);
+}
+
+Test(filter_eq, mongodb_null_semantics_table)
+{
+    /*                                               0123456789abcde */
+    null_table("{'a':{'$eq':null}}",                "010001000000101");
+    null_table("{'a':{'$ne':null}}",                "101110111111010");
+    null_table("{'a':{'$elemMatch':{'$eq':null}}}", "000000000000101");
+    null_table("{'a':{'$elemMatch':{'$ne':null}}}", "000000101111011");
+    null_table("{'a.b':{'$eq':null}}",              "111011001011000");
+    null_table("{'a.b':{'$ne':null}}",              "000100110100111");
+    null_table("{'a.b':{'$elemMatch':{'$eq':null}}}", "000000000000000");
+    null_table("{'a.b':{'$elemMatch':{'$ne':null}}}", "000000000000000");
+    null_table("{'a':{'$elemMatch':{'b':{'$eq':null}}}}", "000000101011000");
+    null_table("{'a':{'$elemMatch':{'b':{'$ne':null}}}}", "000000000111000");
+}
+
+Test(projection, mongodb_null_semantics_table)
+{
+    static const char *const want[] = {
+        "{'a':{}}", "{}", "{}", "{'a':{'b':'hi'}}", "{'a':{'b':null}}", "{}", "{'a':[[]]}",
+        "{'a':[]}", "{'a':[{'b':null},{'b':null},{}]}", "{'a':[{'b':1},{'b':3},{'b':'string'}]}",
+        "{'a':[{'b':null},{'b':3},{'b':null}]}", "{'a':[{'b':3},{}]}", "{'a':[]}", "{'a':[]}",
+        "{'a':[]}",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char *t = project("{'a.b':1,'id':0}", null_docs[i]);
+        cr_expect_str_eq(t, want[i], "projection of %s", null_docs[i]);
+        free(t);
+    }
 }
 
 /* ---- $ne ------------------------------------------------------------------ */
@@ -419,6 +482,20 @@ Test(filter_regex, with_other_operators_and_not)
     CHECK("{'a':{'$not':{'$regex':'^a'}}}", {"{'a':'abc'}", 0}, {"{'a':'b'}", 1}, {"{}", 1},
           {"{'a':5}", 1}, {"{'a':['b','a']}", 0});
     CHECK("{'a':{'$not':{'$regex':'^A','$options':'i'}}}", {"{'a':'abc'}", 0}, {"{'a':'b'}", 1});
+}
+
+/* A subject that overflows the JIT's stack is matched by the interpreter. */
+Test(filter_regex, long_subject_past_the_jit_stack)
+{
+    size_t n = 20000;
+    char *doc = malloc(n + 16);
+    cr_assert_not_null(doc);
+    strcpy(doc, "{'a':'");
+    memset(doc + 6, 'a', n);
+    strcpy(doc + 6 + n, "'}");
+    cr_expect_eq(match("{'a':{'$regex':'^(a|b)*$'}}", doc), 1);
+    cr_expect_eq(match("{'a':{'$regex':'^(a|b)*c$'}}", doc), 0);
+    free(doc);
 }
 
 /* The compiled pattern is shared; match data is per thread. */
@@ -861,6 +938,19 @@ Test(sort, arrays_use_min_ascending_max_descending)
     /* nested arrays are values: [[0]] has the single element [0], an array */
     cr_expect_eq(scmp("{'a':1}", "{'a':[[0]]}", "{'a':'z'}"), 1);
     cr_expect_eq(scmp("{'a':1}", "{'a':[null,5]}", "{'a':0}"), -1);
+}
+
+/* MongoDB's own order (jstests sorta): [] = [] < null = missing = null < 1 < [2]. */
+Test(sort, mongodb_order_of_empty_arrays_null_and_missing)
+{
+    static const char *docs[] = {"{'a':[]}", "{'a':[]}",  "{'a':null}", "{}",
+                                 "{'a':null}", "{'a':1}", "{'a':[2]}"};
+    static const int group[] = {0, 0, 1, 1, 1, 2, 3};
+    for (size_t i = 0; i < 7; i++)
+        for (size_t j = 0; j < 7; j++) {
+            int want = (group[i] > group[j]) - (group[i] < group[j]);
+            cr_expect_eq(scmp("{'a':1}", docs[i], docs[j]), want, "%s vs %s", docs[i], docs[j]);
+        }
 }
 
 Test(sort, dotted_and_numeric_paths)
