@@ -586,6 +586,9 @@ static int op_derived(apply_ctx *ax, const batch_op *op)
         dbuf_init(&seed);
         int changed = 0;
         rc = seed_with_id(q, op->id, op->id_len, &seed);
+        if (rc == DOTDB_EINVAL)
+            snprintf(ax->err, ax->errlen, "upsert: the filter's equality conditions cannot "
+                     "make a document (conflicting paths such as \"a\" and \"a.b\")");
         if (rc == 0) {
             nd.len = 0;
             rc = update_apply(u, (codec_val){seed.data, seed.len}, ax->now_ms, &lim, &nd,
