@@ -132,6 +132,12 @@ cli_handler cmd_export;
 cli_handler cmd_update_many;
 cli_handler cmd_aggregate;
 cli_handler cmd_delete_many;
+cli_handler cmd_checkpoint;
+cli_handler cmd_compact;
+cli_handler cmd_backup;
+cli_handler cmd_check;
+cli_handler cmd_restore;
+cli_handler cmd_recover;
 
 /* Print every document of coll matching filter (NULL: all) as JSON lines,
  * honouring ctx->limit / ctx->skip.  Returns a cli_exit code. */

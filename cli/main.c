@@ -107,6 +107,39 @@ static const struct cli_command commands[] = {
       1, 1, CMD_NEEDS_DB, cmd_export },
     { "stats", "[C]", "print statistics of C, or of the whole database", NULL, 0, 1,
       CMD_NEEDS_DB, cmd_stats },
+    { "checkpoint", "", "write a checkpoint now; prints a summary",
+      "Writes every collection changed since the last checkpoint into segment\n"
+      "files (collections/C/data/segment_NNN.db), renames a new manifest into\n"
+      "place and removes the WAL it covers. Returns once it is durable.\n"
+      "The coordinator also checkpoints by itself (storage.checkpoint_wal_size,\n"
+      "storage.checkpoint_interval_ms) and when it stops cleanly.\n",
+      0, 0, CMD_NEEDS_DB, cmd_checkpoint },
+    { "compact", "[C]", "rewrite the segments of C (or of every collection)",
+      "A checkpoint that rewrites even unchanged collections, so their files\n"
+      "hold exactly the live documents (no deleted or superseded ones).\n",
+      0, 1, CMD_NEEDS_DB, cmd_compact },
+    { "backup", "DEST", "online, consistent backup into DEST (new or empty directory)",
+      "Takes a checkpoint, then copies its segments and the WAL written up to\n"
+      "that moment into DEST while writes go on; prints a summary. DEST is a\n"
+      "data directory: `dotdb restore DEST --db NEWDIR` brings it back.\n",
+      1, 1, CMD_NEEDS_DB, cmd_backup },
+    { "restore", "SRC [--db DIR]", "restore the backup SRC into DIR (new or empty)",
+      "Copies the backup and checks every checksum of the copy; exit 1 if it is\n"
+      "damaged. No coordinator may run for DIR.\n",
+      1, 1, 0, cmd_restore },
+    { "check", "[--db DIR]", "verify every checksum of the segments and the WAL",
+      "Reads the manifest, every segment block (xxh64) and document, and every\n"
+      "WAL record, and checks that the counts agree and the WAL continues the\n"
+      "checkpoint. Prints each damaged block with its file and byte offset.\n"
+      "Changes nothing; works with the coordinator running or stopped.\n"
+      "Exit 0 when intact, 1 when anything is damaged.\n",
+      0, 0, 0, cmd_check },
+    { "recover", "[--db DIR]", "rebuild the database from the WAL, setting a damaged checkpoint aside",
+      "For a checkpoint that `dotdb check` reports damaged while the WAL still\n"
+      "holds every write (the coordinator says so when it refuses to start).\n"
+      "Starts the coordinator from the WAL alone; the damaged manifest is kept\n"
+      "as system/manifest.json.damaged.\n",
+      0, 0, 0, cmd_recover },
     { "coordinator", "start|stop|status", "control the coordinator (dotdbd) of the database",
       "start   start it in the background (with --config FILE if given);\n"
       "        prints {\"running\":true,\"pid\":N}; exit 1 if one already runs\n"
@@ -293,6 +326,10 @@ static int parse_command_option(struct cli_ctx *ctx, const struct cli_command *c
 
     if (strncmp(argv[*i], "--", 2) != 0 || argv[*i][2] == '\0')
         return 0;
+    if ((m = match_valued("--db", argc, argv, i, &value)) != 0) {
+        ctx->dir = value; /* also accepted after the command: dotdb restore SRC --db DIR */
+        return m < 0 ? -1 : 1;
+    }
     if ((cmd->flags & CMD_OPT_LIMIT) && (m = match_valued("--limit", argc, argv, i, &value))) {
         ctx->has_limit = 1;
         return m < 0 || parse_count("--limit", value, &ctx->limit) != 0 ? -1 : 1;

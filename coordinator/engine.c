@@ -257,6 +257,7 @@ static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t
     atomic_fetch_add_explicit(&c->live_docs, (uint64_t)a.d_docs, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->live_bytes, (uint64_t)a.d_bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->versions, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->modified_lsn, ax->lsn, memory_order_relaxed);
     if (old_table &&
         (rc = push_act(e, &(action){.lsn = ax->lsn, .kind = ACT_RETIRE, .old = old_table,
                                     .bytes = old_table_bytes})))
@@ -710,6 +711,71 @@ int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *
                  size_t len, char *err, size_t errlen)
 {
     return engine_apply_ex(e, lsn, snapshot_lsn, batch, len, NULL, err, errlen);
+}
+
+/* ---- loading a checkpoint ---- */
+
+int engine_load_collection(engine *e, const char *name, size_t len, uint64_t create_lsn,
+                           uint64_t modified_lsn, uint64_t expect_docs, char *err, size_t errlen)
+{
+    assert(e->n_acts == 0 && e->applied == e->published);
+    if (!name_is_valid(name, len) || create_lsn == 0 || create_lsn > e->applied) {
+        snprintf(err, errlen, "collection \"%.*s\": invalid name or creation LSN %" PRIu64,
+                 (int)(len > 64 ? 64 : len), name, create_lsn);
+        return DOTDB_ECORRUPT;
+    }
+    if (catalog_find_live(e->r, name, len) != NULL) {
+        snprintf(err, errlen, "collection \"%.*s\" is listed twice", (int)len, name);
+        return DOTDB_EEXISTS;
+    }
+    uint64_t nslots = e->cfg->hash_bucket_count;
+    while (nslots < 2 * expect_docs && nslots < (UINT64_C(1) << 40))
+        nslots <<= 1;
+    uint64_t coll_off, old_cat;
+    size_t old_bytes;
+    int rc = idx_coll_new(e->r, nslots, create_lsn, &coll_off);
+    if (rc == 0) {
+        rc = catalog_add(e->r, name, len, create_lsn, coll_off, &old_cat, &old_bytes);
+        if (rc == 0)
+            (void)region_retire(e->r, RETIRE_BLOCK, old_cat, old_bytes, 0);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "shared memory is full while loading collection \"%.*s\"",
+                 (int)len, name);
+        return rc;
+    }
+    shm_coll *c = region_ptr(e->r, coll_off);
+    atomic_store_explicit(&c->modified_lsn, modified_lsn, memory_order_relaxed);
+    return 0;
+}
+
+int engine_load_doc(engine *e, const char *name, size_t len, const uint8_t *doc, size_t doc_len,
+                    char *err, size_t errlen)
+{
+    const char *id;
+    size_t id_len;
+    int rc = codec_validate_doc(doc, doc_len, (int)e->cfg->max_depth, &id, &id_len, err, errlen);
+    if (rc != 0)
+        return DOTDB_ECORRUPT;
+    shm_cat_entry *ce = catalog_find_live(e->r, name, len);
+    if (ce == NULL) {
+        snprintf(err, errlen, "collection \"%.*s\" was not loaded", (int)len, name);
+        return DOTDB_ENOCOLL;
+    }
+    shm_coll *c = coll_ptr(e, ce);
+    uint64_t slot;
+    if (idx_find(e->r, c, id, id_len, &slot) != 0) {
+        snprintf(err, errlen, "document \"%.*s\" appears twice", (int)id_len, id);
+        return DOTDB_ECORRUPT;
+    }
+    uint64_t keep_mod = atomic_load_explicit(&c->modified_lsn, memory_order_relaxed);
+    apply_ctx ax = {.e = e, .lsn = e->applied, .err = err, .errlen = errlen};
+    rc = link_version(&ax, ce, id, id_len, (size_t)(id - (const char *)doc), doc, doc_len);
+    atomic_store_explicit(&c->modified_lsn, keep_mod, memory_order_relaxed);
+    /* Nothing to undo at start-up (a failure aborts it): drop the actions,
+     * retiring what they superseded (a grown table). */
+    engine_publish(e, e->applied);
+    return rc;
 }
 
 /* ---- publish / undo ---- */

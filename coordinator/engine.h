@@ -82,6 +82,21 @@ uint64_t engine_published_lsn(const engine *e);
 /* Set the LSN of an empty engine before replay (checkpoint LSN). */
 void engine_set_base_lsn(engine *e, uint64_t lsn);
 
+/*
+ * Loading a checkpoint at start-up, after engine_set_base_lsn(checkpoint
+ * LSN) and before any engine_apply.  Documents become versions stamped
+ * with the checkpoint LSN, visible at once (no reader exists yet).
+ * engine_load_collection creates the collection with its original
+ * create_lsn (DOTDB_EEXISTS if it is there already), its primary table
+ * sized for expect_docs.  engine_load_doc validates the document (I9:
+ * segment files are input) and refuses an id the collection already holds
+ * (DOTDB_ECORRUPT); err says why.
+ */
+int engine_load_collection(engine *e, const char *name, size_t len, uint64_t create_lsn,
+                           uint64_t modified_lsn, uint64_t expect_docs, char *err, size_t errlen);
+int engine_load_doc(engine *e, const char *name, size_t len, const uint8_t *doc, size_t doc_len,
+                    char *err, size_t errlen);
+
 /* Append a JSON object with per-collection statistics to out (coll NULL:
  * an array of all collections; otherwise the one named, DOTDB_ENOCOLL). */
 int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out);

@@ -25,6 +25,9 @@
 #include "lockfile.h"
 #include "server.h"
 #include "wal.h"
+#include "checkpoint.h"
+#include "manifest.h"
+#include "recovery.h"
 
 #define DOTDBD_VERSION "0.1.0"
 
@@ -35,7 +38,9 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: dotdbd --db DIR [--config FILE] [--foreground]\n"
+            "usage: dotdbd --db DIR [--config FILE] [--foreground] [--recover]\n"
+            "       dotdbd --db DIR --check\n"
+            "       dotdbd --db DIR --restore BACKUP\n"
             "\n"
             "The DotDB coordinator: owns the data directory DIR (its WAL and files),\n"
             "serves clients on DIR/dotdb.sock and shares the database with them\n"
@@ -45,6 +50,12 @@ static void usage(FILE *f)
             "                  storage.data_directory of --config\n"
             "  --config FILE   configuration (JSON), applied after DIR/system/config.json\n"
             "  --foreground    stay in the foreground, log to stderr\n"
+            "  --recover       start from the WAL alone, setting a damaged checkpoint aside\n"
+            "                  (only when the WAL still holds every write)\n"
+            "  --check         verify every checksum of the checkpoint and the WAL and the\n"
+            "                  manifest's consistency, changing nothing (also while a\n"
+            "                  coordinator runs); exit 0 intact, 1 damaged\n"
+            "  --restore SRC   copy the backup SRC into DIR (new or empty) and check it\n"
             "  --help-config   list every configuration key\n"
             "  --version\n"
             "\n"
@@ -52,14 +63,17 @@ static void usage(FILE *f)
             "(exit 0) or start-up failed (exit 1, reason on stderr); the daemon logs to\n"
             "DIR/dotdbd.log.  SIGTERM or SIGINT stops it cleanly.\n"
             "\n"
-            "Exit status: 0 clean stop, 1 failure, 2 usage, 3 another coordinator owns\n"
-            "DIR, 4 invalid configuration.\n");
+            "Exit status: 0 clean stop, 1 failure (or damage found by --check), 2 usage,\n"
+            "3 another coordinator owns DIR, 4 invalid configuration.\n");
 }
 
 typedef struct opts {
     const char *dir;
     const char *config;
     int foreground;
+    int check;
+    int recover;
+    const char *restore;
 } opts;
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -68,6 +82,8 @@ static int parse_args(int argc, char **argv, opts *o)
         {"db", required_argument, 0, 'd'},       {"config", required_argument, 0, 'c'},
         {"foreground", no_argument, 0, 'f'},     {"help", no_argument, 0, 'h'},
         {"help-config", no_argument, 0, 'H'},    {"version", no_argument, 0, 'V'},
+        {"check", no_argument, 0, 'K'},          {"recover", no_argument, 0, 'R'},
+        {"restore", required_argument, 0, 'S'},
         {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -76,6 +92,9 @@ static int parse_args(int argc, char **argv, opts *o)
         case 'd': o->dir = optarg; break;
         case 'c': o->config = optarg; break;
         case 'f': o->foreground = 1; break;
+        case 'K': o->check = 1; break;
+        case 'R': o->recover = 1; break;
+        case 'S': o->restore = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'H': fputs(config_help(), stdout); exit(0);
         case 'V': printf("dotdbd %s\n", DOTDBD_VERSION); exit(0);
@@ -184,13 +203,14 @@ static int replay_one(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *p, 
     if (type != WAL_REC_BATCH)
         return 0;
     if (lsn != engine_applied_lsn(rc->e) + 1) {
-        if (rc->applied == 0 && lsn > engine_applied_lsn(rc->e))
-            engine_set_base_lsn(rc->e, lsn - 1);
-        else {
-            fprintf(stderr, "dotdbd: WAL record %" PRIu64 " does not follow %" PRIu64 "\n", lsn,
-                    engine_applied_lsn(rc->e));
-            return DOTDB_ECORRUPT;
-        }
+        /* The WAL must continue exactly where the checkpoint (or the empty
+         * database, LSN 1) ends: a gap means lost writes, never skip it. */
+        fprintf(stderr, "dotdbd: WAL record %" PRIu64 " does not follow LSN %" PRIu64
+                " (%s): records %" PRIu64 " to %" PRIu64 " are missing\n", lsn,
+                engine_applied_lsn(rc->e), rc->applied ? "the previous record" :
+                engine_applied_lsn(rc->e) > 1 ? "the checkpoint" : "an empty database",
+                engine_applied_lsn(rc->e) + 1, lsn - 1);
+        return DOTDB_ECORRUPT;
     }
     int r = engine_apply(rc->e, lsn, 0, p, len, err, sizeof err);
     if (r == DOTDB_ENOSPC) {
@@ -207,6 +227,23 @@ static int replay_one(void *ctx, uint64_t lsn, uint32_t type, const uint8_t *p, 
     if (++rc->applied % 4096 == 0)
         engine_reclaim(rc->e, UINT64_MAX);
     return 0;
+}
+
+/* After a damaged checkpoint: can the WAL alone rebuild the database? */
+static void recovery_hint(const dotdb_config *cfg, const char *waldir)
+{
+    (void)cfg;
+    wal_replay_info info;
+    char err[512];
+    int rc = wal_check(waldir, 0, &info, err, sizeof err);
+    if (rc == 0 && info.records && info.first_lsn == 2)
+        fprintf(stderr, "dotdbd: the WAL still holds every write since the database was created "
+                "(LSN 2 to %" PRIu64 "): `dotdb recover` rebuilds the database from it and sets "
+                "the damaged checkpoint aside\n", info.last_lsn);
+    else
+        fprintf(stderr, "dotdbd: the WAL no longer covers the damaged data%s: restore from a "
+                "backup (`dotdb restore BACKUP --db DIR`); `dotdb check` lists every damaged "
+                "block\n", rc == 0 && info.records ? " (it starts later)" : "");
 }
 
 /* Fork; the parent waits for the child's "ok" on a pipe and exits with its
@@ -278,6 +315,33 @@ int main(int argc, char **argv)
     }
     static char dir[PATH_MAX];
     umask(077);
+    if (o.restore) {
+        uint64_t files;
+        rc = recovery_restore(o.restore, o.dir, &files, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "dotdbd: restore failed: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "dotdbd: restored %" PRIu64 " files from %s into %s; checking\n", files,
+                o.restore, o.dir);
+    }
+    if (o.check || o.restore) {
+        struct stat cst;
+        if (stat(o.dir, &cst) != 0 || !S_ISDIR(cst.st_mode)) {
+            fprintf(stderr, "dotdbd: %s is not a data directory\n", o.dir);
+            return 1;
+        }
+        if (load_config(&o, o.dir, &cfg) != 0)
+            return EXIT_CONFIG;
+        int running = 0;
+        lockfile probe;
+        if (lockfile_acquire(o.dir, &probe, err, sizeof err) == 0)
+            lockfile_release(&probe);
+        else
+            running = 1;
+        int v = recovery_check(&cfg, o.dir, running, stdout);
+        return v == 0 ? 0 : 1;
+    }
     if (prepare_dir(o.dir, dir, sizeof dir) != 0)
         return 1;
     lockfile lock;
@@ -310,11 +374,29 @@ int main(int argc, char **argv)
 
     engine *eng = NULL;
     wal *log = NULL;
+    manifest mf = {0};
+    uint64_t ckpt_docs = 0;
+    rc = manifest_read(dir, &mf, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: %s\n", err);
+        if (!o.recover)
+            goto fail_hint;
+    }
+    if (o.recover && (rc != 0 || mf.checkpoint_lsn)) {
+        manifest_free(&mf);
+        fprintf(stderr, "dotdbd: --recover: ignoring the checkpoint, rebuilding from the WAL\n");
+    }
     rc = engine_create(&cfg, lockfile_epoch(&lock), &eng, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "dotdbd: cannot create the shared memory (memory.buffer_pool_size %" PRIu64
                 "): %s\n", cfg.buffer_pool_size, err);
         goto fail;
+    }
+    rc = recovery_load(&cfg, dir, eng, &mf, &ckpt_docs, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: cannot load the checkpoint at LSN %" PRIu64 ": %s\n",
+                mf.checkpoint_lsn, err);
+        goto fail_hint;
     }
     rc = wal_open(waldir, cfg.segment_size, &log, err, sizeof err);
     if (rc != 0) {
@@ -328,10 +410,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "dotdbd: recovery failed: %s\n", err[0] ? err : dotdb_strerror(rc));
         goto fail;
     }
+    if (o.recover) {
+        /* The WAL rebuilt everything: set the damaged manifest aside (its
+         * segments go with the cleanup below). */
+        char from[PATH_MAX + 64], to[PATH_MAX + 64];
+        snprintf(from, sizeof from, "%s/system/manifest.json", dir);
+        snprintf(to, sizeof to, "%s/system/manifest.json.damaged", dir);
+        if (rename(from, to) != 0 && errno != ENOENT) {
+            fprintf(stderr, "dotdbd: cannot set %s aside: %s\n", from, strerror(errno));
+            goto fail;
+        }
+    }
+    (void)ckpt_cleanup(dir, &mf, err, sizeof err); /* leftovers of an unfinished checkpoint */
     char note[PATH_MAX + 1024];
-    snprintf(note, sizeof note, "dotdbd: pid %d serving %s: recovered %" PRIu64
-             " batches up to LSN %" PRIu64 "%s%s\n", (int)getpid(), dir, rctx.applied,
-             engine_published_lsn(eng), info.warning[0] ? "; warning: " : "", info.warning);
+    snprintf(note, sizeof note, "dotdbd: pid %d serving %s: loaded %" PRIu64
+             " documents from the checkpoint at LSN %" PRIu64 ", replayed %" PRIu64
+             " WAL batches up to LSN %" PRIu64 "%s%s\n", (int)getpid(), dir, ckpt_docs,
+             mf.checkpoint_lsn, rctx.applied, engine_published_lsn(eng),
+             info.warning[0] ? "; warning: " : "", info.warning);
     engine_reclaim(eng, UINT64_MAX);
     rc = region_seal(engine_region(eng), err, sizeof err);
     if (rc != 0) {
@@ -342,13 +438,18 @@ int main(int argc, char **argv)
         goto fail;
     fputs(note, stderr); /* into DIR/dotdbd.log when detached */
     server_args sa = {.cfg = &cfg, .dir = dir, .eng = eng, .log = log, .lock = &lock,
-                      .ready_fd = ready_fd};
+                      .ready_fd = ready_fd, .mf = &mf};
     rc = server_run(&sa);
     wal_close(log);
     engine_destroy(eng);
+    manifest_free(&mf);
     lockfile_release(&lock);
     return rc == 0 ? 0 : 1;
+fail_hint:
+    if (rc == DOTDB_ECORRUPT || rc == DOTDB_EVERSION)
+        recovery_hint(&cfg, waldir);
 fail:
+    manifest_free(&mf);
     wal_close(log);
     engine_destroy(eng);
     lockfile_release(&lock);

@@ -37,6 +37,7 @@
 #include "dotdb.h"
 #include "pool.h"
 #include "readers.h"
+#include "storage.h"
 #include "wire.h"
 
 #define READ_CHUNK (256u * 1024u)
@@ -44,7 +45,8 @@
 
 typedef struct response {
     wire_hdr h;
-    char *payload; /* owned */
+    char *payload;     /* owned */
+    uint64_t wait_gen; /* nonzero: waits for that checkpoint/backup generation */
 } response;
 
 typedef struct session {
@@ -89,6 +91,7 @@ typedef struct server {
     uint64_t groups, batches, syncs;
     time_t started;
     engine_out apply_out;   /* reused by every batch */
+    storage *st;            /* checkpoints and backups */
 } server;
 
 static void session_close(session *s);
@@ -110,6 +113,7 @@ static int queue_response(session *s, uint32_t req_id, uint16_t op, int status, 
     response *r = &s->resp[s->n_resp];
     r->h = (wire_hdr){.len = (uint32_t)len, .req_id = req_id, .op = op, .status = status, .lsn = lsn};
     r->payload = NULL;
+    r->wait_gen = 0;
     if (len) {
         r->payload = malloc(len);
         if (r->payload == NULL)
@@ -130,6 +134,8 @@ static void queue_error(session *s, uint32_t req_id, uint16_t op, int status, co
  * per sync_mode and visible); everything else is ready at once. */
 static int response_ready(const session *s, const response *r)
 {
+    if (r->wait_gen)
+        return 0;
     return r->h.op != WIRE_OP_BATCH || r->h.status != 0 ||
            r->h.lsn <= engine_published_lsn(s->srv->a->eng);
 }
@@ -223,6 +229,10 @@ static uint64_t min_active_snapshot(server *srv)
                 min = v;
         }
     }
+    /* A running checkpoint reads its snapshot like any reader (I7). */
+    uint64_t pin = srv->st ? storage_pin(srv->st) : 0;
+    if (pin && pin < min)
+        min = pin;
     return min;
 }
 
@@ -283,12 +293,45 @@ static void start_sync(server *srv)
     srv->syncing = 1;
 }
 
-/* Loop thread: an fdatasync finished. */
+static int server_stats_json(server *srv, dbuf *out);
+
+/* Give the responses parked on a finished checkpoint or backup generation
+ * its outcome, and refresh system/stats.json. */
+static void complete_waiting(server *srv)
+{
+    const char *json;
+    int rc = storage_last_result(srv->st, &json);
+    uint64_t done = storage_completed_gen(srv->st);
+    for (session *s = srv->sessions; s; s = s->next) {
+        for (size_t i = 0; i < s->n_resp; i++) {
+            response *r = &s->resp[i];
+            if (r->wait_gen == 0 || r->wait_gen > done)
+                continue;
+            r->wait_gen = 0;
+            free(r->payload);
+            r->payload = strdup(json);
+            r->h.len = r->payload ? (uint32_t)strlen(json) : 0;
+            r->h.status = rc;
+            r->h.lsn = engine_published_lsn(srv->a->eng);
+        }
+    }
+    dbuf b;
+    dbuf_init(&b);
+    if (server_stats_json(srv, &b) == 0)
+        storage_write_stats(srv->st, (const char *)b.data, b.len);
+    dbuf_free(&b);
+}
+
+/* Loop thread: a pool job finished (an fdatasync, or storage's). */
 static void sync_done(void *arg, void *ctx)
 {
     server *srv = ctx;
     char err[512];
-    (void)arg;
+    if (arg != &srv->ticket) {
+        if (storage_job_done(srv->st, arg))
+            complete_waiting(srv);
+        return;
+    }
     srv->syncing = 0;
     if (wal_sync_end(srv->a->log, &srv->ticket, err, sizeof err) != 0) {
         wal_failed(srv, err);
@@ -525,6 +568,10 @@ static int server_stats_json(server *srv, dbuf *out)
     if (rc == 0)
         rc = engine_memory_json(srv->a->eng, out);
     if (rc == 0)
+        rc = dbuf_append(out, ",\"storage\":", 11);
+    if (rc == 0)
+        rc = storage_stats_json(srv->st, out);
+    if (rc == 0)
         rc = dbuf_append(out, ",\"snapshots\":", 13);
     if (rc == 0)
         rc = snapshots_json(srv, out);
@@ -555,6 +602,69 @@ static void handle_stats(session *s, const wire_hdr *h, const uint8_t *p)
     dbuf_free(&out);
 }
 
+/* CHECKPOINT: u32 flags (WIRE_CKPT_COMPACT) then an optional collection
+ * name; BACKUP: the destination directory (absolute path).  The response
+ * is parked until that generation completes. */
+static void handle_storage(session *s, const wire_hdr *h, const uint8_t *p)
+{
+    server *srv = s->srv;
+    char only[65] = "", dest[4096] = "";
+    if (srv->read_only) {
+        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+        return;
+    }
+    int force = 0;
+    if (h->op == WIRE_OP_CHECKPOINT) {
+        if (h->len < 4 || h->len - 4 > 64 || (ld_u32(p) & ~WIRE_CKPT_COMPACT) ||
+            (h->len > 4 && !name_is_valid((const char *)p + 4, h->len - 4))) {
+            queue_error(s, h->req_id, h->op, DOTDB_EINVAL, "malformed CHECKPOINT request");
+            return;
+        }
+        force = (ld_u32(p) & WIRE_CKPT_COMPACT) != 0;
+        memcpy(only, p + 4, h->len - 4);
+        only[h->len - 4] = 0;
+        dbuf probe;
+        dbuf_init(&probe);
+        int exists = !only[0] || engine_stats_json(srv->a->eng, only, strlen(only), &probe) != DOTDB_ENOCOLL;
+        dbuf_free(&probe);
+        if (!exists) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "collection \"%s\" does not exist", only);
+            queue_error(s, h->req_id, h->op, DOTDB_ENOCOLL, msg);
+            return;
+        }
+    } else {
+        if (h->len == 0 || h->len >= sizeof dest || p[0] != '/' || memchr(p, 0, h->len)) {
+            queue_error(s, h->req_id, h->op, DOTDB_EINVAL,
+                        "a backup needs an absolute destination path");
+            return;
+        }
+        memcpy(dest, p, h->len);
+        dest[h->len] = 0;
+        if (strcmp(dest, srv->a->dir) == 0 ||
+            (strncmp(dest, srv->a->dir, strlen(srv->a->dir)) == 0 && dest[strlen(srv->a->dir)] == '/')) {
+            queue_error(s, h->req_id, h->op, DOTDB_EINVAL,
+                        "the backup destination must be outside the data directory");
+            return;
+        }
+    }
+    uint64_t gen;
+    int rc = storage_request(srv->st, force, only, dest[0] ? dest : NULL, &gen);
+    if (rc != 0) {
+        queue_error(s, h->req_id, h->op, rc,
+                    rc == DOTDB_EBUSY ? "a backup is already waiting; try again when it is done"
+                                      : dotdb_strerror(rc));
+        return;
+    }
+    if (queue_response(s, h->req_id, h->op, 0, 0, NULL, 0) != 0) {
+        s->closing = 1;
+        return;
+    }
+    s->resp[s->n_resp - 1].wait_gen = gen;
+    if (storage_completed_gen(srv->st) >= gen)
+        complete_waiting(srv);
+}
+
 static void handle_frame(session *s, const wire_hdr *h, const uint8_t *p)
 {
     char msg[128];
@@ -576,6 +686,10 @@ static void handle_frame(session *s, const wire_hdr *h, const uint8_t *p)
         return;
     case WIRE_OP_STATS:
         handle_stats(s, h, p);
+        return;
+    case WIRE_OP_CHECKPOINT:
+    case WIRE_OP_BACKUP:
+        handle_storage(s, h, p);
         return;
     case WIRE_OP_PING:
         if (queue_response(s, h->req_id, h->op, 0, engine_published_lsn(s->srv->a->eng), NULL, 0))
@@ -769,6 +883,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (srv->a->cfg->sync_mode == SYNC_NORMAL && wal_unsynced_bytes(srv->a->log) > 0 &&
         rdr_now_ns() - srv->last_sync_ns >= srv->a->cfg->sync_interval_ms * 1000000ull)
         start_sync(srv);
+    storage_tick(srv->st, srv->read_only);
     engine_reclaim(srv->a->eng, min_active_snapshot(srv));
 }
 
@@ -860,6 +975,15 @@ int server_run(const server_args *a)
         free(srv);
         return rc;
     }
+    rc = storage_create(a->cfg, a->dir, a->eng, a->log, srv->pool, a->mf, &srv->st);
+    if (rc != 0) {
+        fprintf(stderr, "dotdbd: %s\n", dotdb_strerror(rc));
+        wk_destroy(srv->pool);
+        close(srv->listen_fd);
+        unlink(srv->sock_path);
+        free(srv);
+        return rc;
+    }
     ev_async_start(srv->loop, &srv->wake);
     ev_io_start(srv->loop, &srv->lio);
     ev_prepare_start(srv->loop, &srv->prep);
@@ -880,8 +1004,9 @@ int server_run(const server_args *a)
     /* Shutdown: the last group was written by signal_cb; let the sync in
      * flight finish, then make everything durable whatever the sync_mode
      * and acknowledge what we can. */
-    wk_wait_idle(srv->pool);
-    wk_collect(srv->pool, sync_done, srv);
+    do
+        wk_wait_idle(srv->pool);
+    while (wk_collect(srv->pool, sync_done, srv) > 0);
     rc = 0;
     if (!srv->read_only) {
         if (wal_sync(a->log, err, sizeof err) != 0) {
@@ -890,6 +1015,18 @@ int server_run(const server_args *a)
         } else if (engine_applied_lsn(a->eng) > engine_published_lsn(a->eng)) {
             engine_publish(a->eng, engine_applied_lsn(a->eng));
         }
+    }
+    /* A clean stop leaves a checkpoint of everything: the next start loads
+     * it instead of replaying the WAL. */
+    if (!srv->read_only) {
+        int crc;
+        while ((crc = storage_checkpoint_now(srv->st, err, sizeof err)) == DOTDB_EBUSY)
+            wk_collect(srv->pool, sync_done, srv);
+        if (crc != 0)
+            fprintf(stderr, "dotdbd: checkpoint at shutdown failed (the WAL still holds "
+                    "everything): %s\n", err);
+        else
+            complete_waiting(srv);
     }
     send_all_responses(srv);
     wk_destroy(srv->pool);
@@ -903,6 +1040,7 @@ int server_run(const server_args *a)
     ev_loop_destroy(srv->loop);
     dbuf_free(&srv->apply_out.log);
     dbuf_free(&srv->apply_out.reply);
+    storage_destroy(srv->st);
     free(srv);
     return rc;
 }

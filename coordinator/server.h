@@ -8,6 +8,7 @@
 #include "config.h"
 #include "engine.h"
 #include "lockfile.h"
+#include "manifest.h"
 #include "wal.h"
 
 typedef struct server_args {
@@ -17,6 +18,7 @@ typedef struct server_args {
     wal *log;
     lockfile *lock;
     int ready_fd;             /* write "ok\n" here once accepting, then close; -1: none */
+    manifest *mf;             /* the checkpoint loaded at start; moved into the server */
 } server_args;
 
 /*

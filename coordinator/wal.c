@@ -67,12 +67,14 @@ struct wal {
     int fd;                  /* current segment, open for writing; -1 before replay */
     uint64_t segment_size;
     uint64_t segno;          /* current segment */
+    uint64_t first_segno;    /* oldest segment file (segments first..segno exist) */
     uint64_t seg_bytes;      /* size of the current segment file */
     uint64_t total_bytes;    /* size of all segment files */
     uint64_t unsynced_bytes; /* written to the current segment since its last fdatasync */
     uint64_t last_lsn;       /* last appended, buffered or written */
     uint64_t written_lsn;    /* last written to a file */
     bool replayed;
+    bool check_only;         /* wal_check: read, report, change nothing */
     bool failed;             /* an fdatasync failed: see the file comment */
     uint8_t *buf;            /* records appended and not yet written */
     size_t buf_len;
@@ -273,6 +275,34 @@ int wal_open(const char *dir, uint64_t segment_size, wal **out, char *err, size_
 fail:
     if (rc == DOTDB_ENOMEM)
         msg_set(err, errlen, "out of memory opening the WAL in %s", dir);
+    wal_close(w);
+    return rc;
+}
+
+int wal_check(const char *dir, uint64_t after_lsn, wal_replay_info *info, char *err,
+              size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    msg_set(err, errlen, "%s", "");
+    wal *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return DOTDB_ENOMEM;
+    w->fd = -1;
+    w->check_only = true;
+    w->segment_size = UINT64_MAX;
+    w->dir = strdup(dir);
+    w->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc;
+    if (w->dir == NULL) {
+        rc = DOTDB_ENOMEM;
+    } else if (w->dir_fd < 0) {
+        char ebuf[128];
+        msg_set(err, errlen, "cannot open WAL directory %s: %s", dir,
+                strerror_r(errno, ebuf, sizeof ebuf));
+        rc = DOTDB_EOS;
+    } else {
+        rc = wal_replay(w, after_lsn, NULL, NULL, info, err, errlen);
+    }
     wal_close(w);
     return rc;
 }
@@ -580,6 +610,76 @@ int wal_sync_end(wal *w, const wal_sync_ticket *t, char *err, size_t errlen)
     return DOTDB_OK;
 }
 
+int wal_rotate(wal *w, char *err, size_t errlen)
+{
+    msg_set(err, errlen, "%s", "");
+    if (w->failed)
+        return failed_rc(w, err, errlen);
+    assert(w->replayed && w->fd >= 0);
+    if (w->seg_bytes <= WAL_SEG_HDR_SIZE)
+        return DOTDB_OK;
+    struct write_mark m = {w->segno, w->seg_bytes, w->total_bytes, -1};
+    int rc = rotate(w, &m, err, errlen);
+    close_synced(m.fd0); /* fdatasynced by the rotation */
+    return rc;
+}
+
+/* LSN of the first record of segment segno, 0 when it has none. */
+static int first_lsn_of(const wal *w, uint64_t segno, uint64_t *lsn, char *err, size_t errlen)
+{
+    char name[WAL_NAME_MAX];
+    uint8_t h[WAL_REC_HDR_SIZE];
+    seg_name(segno, name);
+    *lsn = 0;
+    int fd = openat(w->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return sys_fail(w, err, errlen, DOTDB_EOS, errno, "cannot open", name);
+    ssize_t got = pread(fd, h, sizeof h, WAL_SEG_HDR_SIZE);
+    close_synced(fd);
+    if (got == (ssize_t)sizeof h)
+        *lsn = get_u64(h + 8);
+    return DOTDB_OK;
+}
+
+int wal_remove_through(wal *w, uint64_t lsn, uint64_t *removed, char *err, size_t errlen)
+{
+    msg_set(err, errlen, "%s", "");
+    *removed = 0;
+    if (w->failed)
+        return failed_rc(w, err, errlen);
+    while (w->first_segno < w->segno) {
+        /* Every record of a segment is older than the first of the next
+         * one; a next segment without records is the current one. */
+        uint64_t next_first;
+        int rc = first_lsn_of(w, w->first_segno + 1, &next_first, err, errlen);
+        if (rc != DOTDB_OK)
+            return rc;
+        int covered = next_first ? next_first - 1 <= lsn
+                                 : (w->first_segno + 1 == w->segno && w->written_lsn <= lsn);
+        if (!covered)
+            break;
+        char name[WAL_NAME_MAX];
+        struct stat st;
+        seg_name(w->first_segno, name);
+        uint64_t size = fstatat(w->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)st.st_size : 0;
+        if (unlinkat(w->dir_fd, name, 0) != 0)
+            return sys_fail(w, err, errlen, DOTDB_EIO, errno, "cannot remove", name);
+        /* One directory fsync per removal, oldest first: the log on disk
+         * never has a hole in its segment numbers, whatever survives a
+         * crash. */
+        if (fsync(w->dir_fd) != 0)
+            return sys_fail(w, err, errlen, DOTDB_EIO, errno, "cannot fsync the directory after removing",
+                            name);
+        w->total_bytes -= size <= w->total_bytes ? size : w->total_bytes;
+        w->first_segno++;
+        (*removed)++;
+    }
+    return DOTDB_OK;
+}
+
+uint64_t wal_first_segno(const wal *w) { return w->first_segno; }
+uint64_t wal_current_bytes(const wal *w) { return w->seg_bytes; }
+
 uint64_t wal_written_lsn(const wal *w) { return w->written_lsn; }
 
 uint64_t wal_unsynced_bytes(const wal *w) { return w->unsynced_bytes; }
@@ -813,6 +913,14 @@ static int drop_torn_creation(struct replay *r, const uint64_t *segs, size_t *n)
     if (rc != DOTDB_OK || st.st_size > (off_t)WAL_SEG_HDR_SIZE ||
         header_check(h, (uint64_t)got, segs[*n - 1]) != HDR_TORN)
         return rc;
+    if (w->check_only) {
+        add_warning(r->info, "%s/%s: a segment of %lld bytes cut short while being created "
+                    "(removed at the next start)", w->dir, name, (long long)st.st_size);
+        r->removed_segno = segs[*n - 1];
+        r->last_is_sealed = true;
+        (*n)--;
+        return DOTDB_OK;
+    }
     if (unlinkat(w->dir_fd, name, 0) != 0)
         return sys_fail(w, r->err, r->errlen, DOTDB_EIO, errno, "cannot remove torn segment",
                         name);
@@ -888,7 +996,7 @@ static int replay_segment(struct replay *r, uint64_t segno, bool is_last)
     const uint8_t *map = NULL;
     uint64_t size = 0, stop = 0;
     seg_name(segno, name);
-    int fd = openat(r->w->dir_fd, name, (is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    int fd = openat(r->w->dir_fd, name, (is_last && !r->w->check_only ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0)
         return sys_fail(r->w, r->err, r->errlen, DOTDB_EOS, errno, "cannot open", name);
     int rc = map_segment(r, fd, name, &size, &map);
@@ -910,13 +1018,20 @@ static int replay_segment(struct replay *r, uint64_t segno, bool is_last)
     }
     munmap((void *)map, (size_t)size); /* before the file shrinks under it */
     map = NULL;
-    rc = truncate_tail(r, fd, name, size, stop, why);
+    if (r->w->check_only) {
+        r->info->truncated_bytes += size - stop;
+        add_warning(r->info, "%s/%s: incomplete last record at offset %" PRIu64 " (%s): a torn "
+                    "tail (or a write in progress), %" PRIu64 " bytes cut at the next start",
+                    r->w->dir, name, stop, why, size - stop);
+    } else {
+        rc = truncate_tail(r, fd, name, size, stop, why);
+    }
 out:
     if (map != NULL)
         munmap((void *)map, (size_t)size); /* a valid mapping: cannot fail */
     if (rc == DOTDB_OK) {
         r->w->total_bytes += stop;
-        if (is_last && (rc = adopt_last(r, fd, segno, stop, name)) == DOTDB_OK)
+        if (is_last && !r->w->check_only && (rc = adopt_last(r, fd, segno, stop, name)) == DOTDB_OK)
             fd = -1;
     }
     close_synced(fd);
@@ -932,7 +1047,7 @@ static int start_log(struct replay *r)
     if (rc != DOTDB_OK)
         return rc;
     r->w->fd = fd;
-    r->w->segno = segno;
+    r->w->segno = r->w->first_segno = segno;
     r->w->seg_bytes = WAL_SEG_HDR_SIZE;
     r->w->total_bytes = WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
@@ -956,9 +1071,11 @@ int wal_replay(wal *w, uint64_t after_lsn, wal_apply_fn fn, void *ctx, wal_repla
         rc = check_consecutive(w, segs, n, err, errlen);
     if (rc == DOTDB_OK)
         rc = drop_torn_creation(&r, segs, &n);
+    if (rc == DOTDB_OK && n > 0)
+        w->first_segno = segs[0];
     for (size_t i = 0; rc == DOTDB_OK && i < n; i++)
         rc = replay_segment(&r, segs[i], i + 1 == n);
-    if (rc == DOTDB_OK && n == 0)
+    if (rc == DOTDB_OK && n == 0 && !w->check_only)
         rc = start_log(&r);
     free(segs);
     if (rc != DOTDB_OK) {

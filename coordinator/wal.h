@@ -109,6 +109,14 @@ int wal_open(const char *dir, uint64_t segment_size, wal **out, char *err, size_
 int wal_replay(wal *w, uint64_t after_lsn, wal_apply_fn fn, void *ctx, wal_replay_info *info,
                char *err, size_t errlen);
 
+/* Verify the log in dir without changing anything (dotdb check; safe while
+ * a coordinator appends): as wal_replay with no callback, except that a
+ * torn tail or a torn segment creation is reported in info->warning (the
+ * next start would cut it) instead of being removed.  Damage before the
+ * tail is DOTDB_ECORRUPT naming the file and offset. */
+int wal_check(const char *dir, uint64_t after_lsn, wal_replay_info *info, char *err,
+              size_t errlen);
+
 /* Buffer one record.  lsn must be last appended + 1 and type nonzero, after
  * wal_replay (assert; DOTDB_EINVAL in builds without asserts).
  * DOTDB_ENOMEM, DOTDB_ETOOBIG (len > WAL_MAX_PAYLOAD), DOTDB_EIO (failed). */
@@ -148,6 +156,23 @@ typedef struct wal_sync_ticket {
 int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen);
 void wal_sync_run(wal_sync_ticket *t);
 int wal_sync_end(wal *w, const wal_sync_ticket *t, char *err, size_t errlen);
+
+/* Seal the current segment (fdatasync) and start the next one, so that
+ * everything written so far lies in closed segments (a checkpoint does
+ * this before it reads its snapshot).  Nothing to do when the current
+ * segment holds no record.  DOTDB_EIO (the wal is then failed) /
+ * DOTDB_ENOSPC / DOTDB_EOS. */
+int wal_rotate(wal *w, char *err, size_t errlen);
+
+/* Remove, oldest first, the closed segments whose every record has an LSN
+ * <= lsn (they are in a checkpoint), fsyncing the directory after each
+ * removal; the current segment always stays.  *removed counts them. */
+int wal_remove_through(wal *w, uint64_t lsn, uint64_t *removed, char *err, size_t errlen);
+
+/* Oldest segment number present. */
+uint64_t wal_first_segno(const wal *w);
+/* Bytes written to the current segment file (whole records). */
+uint64_t wal_current_bytes(const wal *w);
 
 /* Last LSN whose record has been written to a file. */
 uint64_t wal_written_lsn(const wal *w);

@@ -133,6 +133,41 @@ DOTDB_API int dotdb_coordinator_start(const char *dir, const char *config_path,
  * timeout. */
 DOTDB_API int dotdb_coordinator_stop(const char *dir, int timeout_ms);
 
+/* Run the coordinator program for `dir` in one of its maintenance modes, in
+ * the foreground, with this process's stdout and stderr: args is a
+ * NULL-terminated list such as {"--check", NULL} or {"--restore", SRC,
+ * NULL} (see dotdbd --help).  The program is found as for
+ * dotdb_coordinator_start (opts may be NULL).  Returns 0 and its exit
+ * status in *exit_status, or DOTDB_EOS when it cannot be run. */
+DOTDB_API int dotdb_coordinator_run(const char *dir, const char *const *args,
+                                    const dotdb_options *opts, int *exit_status);
+
+/* ---- Storage administration -------------------------------------------- */
+
+#define DOTDB_CHECKPOINT_COMPACT 0x1u /* rewrite segments even if unchanged */
+
+/* Write a checkpoint of everything committed now and return once it is
+ * durable (the manifest renamed into place) and the WAL it covers removed.
+ * Collections unchanged since the last checkpoint keep their segments.
+ * With DOTDB_CHECKPOINT_COMPACT every collection (or only `coll`, else
+ * NULL) is rewritten, dropping deleted and superseded documents.  *json_out
+ * (caller frees with dotdb_free) summarises it: {"checkpoint_lsn",
+ * "collections_written", "collections_kept", "documents", "bytes",
+ * "raw_bytes", "seconds", "wal_segments_removed"} or {"checkpoint_lsn",
+ * "unchanged": true}.  DOTDB_EREADONLY after a failed fsync, DOTDB_ENOSPC /
+ * DOTDB_EIO when the disk refuses (the previous checkpoint stays valid),
+ * DOTDB_ENOCOLL for an unknown coll.  Blocks for as long as it takes. */
+DOTDB_API int dotdb_checkpoint(dotdb *db, unsigned flags, const char *coll, char **json_out,
+                               size_t *len_out);
+/* Online, consistent backup into dest_dir (must not exist or be empty, and
+ * lie outside the data directory): a checkpoint, then its segments and the
+ * WAL written up to that moment are copied and fsynced while writers go
+ * on.  The result is a data directory a coordinator can start on; `dotdb
+ * restore` copies it back.  *json_out: {"backup", "checkpoint_lsn",
+ * "wal_lsn", "files", "bytes", "seconds"} (dotdb_free).  DOTDB_EEXISTS for
+ * a non-empty destination, DOTDB_EBUSY when another backup waits. */
+DOTDB_API int dotdb_backup(dotdb *db, const char *dest_dir, char **json_out, size_t *len_out);
+
 /* ---- Collections ----------------------------------------------------- */
 
 /* Create collection `coll`.  DOTDB_EEXISTS if it exists, DOTDB_EBADNAME if

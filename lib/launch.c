@@ -200,3 +200,39 @@ int cl_autostart(dotdb *db)
     return cl_fail(db, DOTDB_ENOCOORD, "the coordinator for %s did not start listening within "
                    "%d ms", db->dir, timeout);
 }
+
+int dotdb_coordinator_run(const char *dir, const char *const *args, const dotdb_options *opts,
+                          int *exit_status)
+{
+    char exe[PATH_MAX];
+    *exit_status = -1;
+    find_coordinator(opts, exe, sizeof exe);
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = exe;
+    argv[n++] = "--db";
+    argv[n++] = dir;
+    for (int i = 0; args && args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        cl_set_open_error("fork: %s", strerror(errno));
+        return DOTDB_EOS;
+    }
+    if (pid == 0) {
+        execvp(exe, (char *const *)argv);
+        fprintf(stderr, "dotdb: cannot run the coordinator \"%s\": %s (set DOTDB_COORDINATOR or "
+                "put dotdbd on PATH)\n", exe, strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            cl_set_open_error("waitpid: %s", strerror(errno));
+            return DOTDB_EOS;
+        }
+    }
+    *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return *exit_status == 127 ? DOTDB_EOS : 0;
+}

@@ -53,7 +53,10 @@ enum wire_op {
     WIRE_OP_BATCH = 2,
     WIRE_OP_STATS = 3,
     WIRE_OP_PING = 4,
+    WIRE_OP_CHECKPOINT = 5, /* u32 flags, optional collection name -> JSON summary */
+    WIRE_OP_BACKUP = 6,     /* absolute destination directory -> JSON summary */
 };
+#define WIRE_CKPT_COMPACT 1u  /* CHECKPOINT flag: rewrite unchanged collections too */
 
 typedef struct wire_hdr {
     uint32_t len;

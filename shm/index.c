@@ -45,6 +45,7 @@ int idx_coll_new(shm_region *r, uint64_t nslots, uint64_t create_lsn, uint64_t *
     }
     shm_coll *c = region_ptr(r, off);
     c->create_lsn = create_lsn;
+    atomic_store_explicit(&c->modified_lsn, create_lsn, memory_order_relaxed);
     atomic_store_explicit(&c->table_off, toff, memory_order_release);
     *coll_off = off;
     return 0;

@@ -109,7 +109,11 @@ typedef struct shm_coll {
     _Atomic uint64_t live_bytes; /* bytes of their encodings (stats) */
     _Atomic uint64_t versions;   /* versions allocated and not yet freed (stats) */
     uint64_t create_lsn;
-    uint64_t reserved[3];
+    _Atomic uint64_t modified_lsn; /* LSN of the last applied change (may be
+                                      unpublished or undone: an upper bound);
+                                      coordinator relaxed, its checkpoint
+                                      thread relaxed (the job hand-off orders it) */
+    uint64_t reserved[2];
 } shm_coll;
 _Static_assert(sizeof(shm_coll) == 64, "collection size");
 
