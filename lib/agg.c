@@ -308,10 +308,19 @@ static int c_count(stage *s, codec_val arg, char *err, size_t errlen)
     const char *k;
     size_t kl;
     s->kind = ST_COUNT;
-    if (!codec_as_string(arg, &k, &kl) || kl == 0 || k[0] == '$' || memchr(k, '.', kl) != NULL)
+    /* MongoDB's four rules, each with its own message */
+    if (!codec_as_string(arg, &k, &kl))
         return agg_err(DOTDB_EINVAL, err, errlen,
-                       "the argument must be a field name, not empty, not starting with '$' "
-                       "and without '.'");
+                       "the argument must be a string (the name of the count field), not %s",
+                       agg_type_name(arg));
+    if (kl == 0)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field must be a non-empty string");
+    if (k[0] == '$')
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot start with '$'");
+    if (memchr(k, '.', kl) != NULL)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot contain '.'");
+    if (memchr(k, '\0', kl) != NULL)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot contain a null byte");
     if ((s->field = malloc(kl + 1)) == NULL)
         return agg_err(DOTDB_ENOMEM, err, errlen, "out of memory");
     memcpy(s->field, k, kl);
@@ -344,11 +353,18 @@ static int c_sort_by_count(stage *s, codec_val arg, char *err, size_t errlen)
     const char *k;
     size_t kl;
     codec_val mv;
-    if (codec_type(arg) == DOTDB_T_OBJECT &&
+    /* As MongoDB: a constant would put every document in one group, which
+     * is never what was meant, so only a "$path" or an {$op: ...} is taken. */
+    int t = codec_type(arg);
+    if (t == DOTDB_T_OBJECT &&
         !(codec_count(arg) == 1 && codec_obj_at(arg, 0, &k, &kl, &mv) && kl > 0 && k[0] == '$'))
         return agg_err(DOTDB_EINVAL, err, errlen,
                        "the argument must be a field path or an operator expression, not an "
                        "object literal");
+    if (t != DOTDB_T_OBJECT && !(codec_as_string(arg, &k, &kl) && kl > 0 && k[0] == '$'))
+        return agg_err(DOTDB_EINVAL, err, errlen,
+                       "the argument must be a field path (\"$a\") or an operator expression, "
+                       "not %s", t == DOTDB_T_STRING ? "a string without '$'" : agg_type_name(arg));
     static const uint8_t one[2] = {CODEC_INT8, 1};
     agg_arena a;
     agg_arena_init(&a);

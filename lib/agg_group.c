@@ -489,10 +489,12 @@ static int add_group(agg_group *g, codec_val key, uint64_t h, size_t slot)
     codec_val copy;
     if (agg_enc_copy(&g->keys, key, &copy) != DOTDB_OK)
         return DOTDB_ENOMEM;
-    memset(&g->st[g->n * nacc], 0, nacc * sizeof *g->st);
-    for (size_t j = 0; j < nacc; j++)
-        if (g->s->acc[j].kind == ACC_PUSH || g->s->acc[j].kind == ACC_ADDTOSET)
-            dbuf_init(&g->st[g->n * nacc + j].u.list.bytes);
+    if (nacc > 0) { /* {"_id": ...} alone has no state array: g->st stays NULL */
+        memset(&g->st[g->n * nacc], 0, nacc * sizeof *g->st);
+        for (size_t j = 0; j < nacc; j++)
+            if (g->s->acc[j].kind == ACC_PUSH || g->s->acc[j].kind == ACC_ADDTOSET)
+                dbuf_init(&g->st[g->n * nacc + j].u.list.bytes);
+    }
     g->groups[g->n] = (grp){copy, h};
     g->slots[slot] = (h & 0xffffffff00000000ull) | (uint64_t)(g->n + 1);
     g->n++;
