@@ -693,7 +693,7 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
         }
         rs->items[0] = it;
         heap_sift_down(s->sort, rs->items, rs->nitems, 0);
-        return 0;
+        goto check_budget; /* the new copy may be larger than the one it replaced */
     }
     if (rs->nitems == rs->cap) {
         size_t ncap = rs->cap ? rs->cap * 2 : 64;
@@ -710,6 +710,7 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
     rs->items[rs->nitems++] = it;
     if (keep > 0)
         heap_sift_up(s->sort, rs->items, rs->nitems - 1);
+check_budget:
     if (rs->cap * sizeof(sort_item) + rs->held.block_bytes + rs->owned_bytes > r->budget)
         return sort_over_budget(r, s, err, errlen);
     return 0;

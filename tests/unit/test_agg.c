@@ -335,7 +335,14 @@ Test(agg_project, exclusion)
          OK("[{'a':[{'b':1,'c':2},3]}]", "[{'$project':{'a':{'b':0}}}]",
             "[{'a':[{'c':2},3]}]"),
          OK("[{'_id':1,'a':1}]", "[{'$project':{'_id':0}}]", "[{'a':1}]"),
-         OK("[{'a':1}]", "[{'$project':{'nope':0}}]", "[{'a':1}]"));
+         OK("[{'a':1}]", "[{'$project':{'nope':0}}]", "[{'a':1}]"),
+         /* _id (and id) never decide the kind of projection: 1 is their default */
+         OK("[{'id':'x','_id':1,'a':1,'b':2}]", "[{'$project':{'a':0,'_id':1}}]",
+            "[{'id':'x','_id':1,'b':2}]"),
+         OK("[{'id':'x','_id':1,'a':1,'b':2}]", "[{'$project':{'id':true,'b':0}}]",
+            "[{'id':'x','_id':1,'a':1}]"),
+         OK("[{'id':'x','_id':1,'a':1}]", "[{'$project':{'_id':1}}]", "[{'id':'x','_id':1}]"),
+         OK("[{'id':'x','_id':1,'a':1}]", "[{'$project':{'_id':1,'id':0}}]", "[{'_id':1}]"));
 }
 
 Test(agg_project, errors)
@@ -389,7 +396,8 @@ Test(agg_unset, removes_fields)
          ERR("[{}]", "[{'$unset':[1]}]", "field 0 is int, not a string"),
          ERR("[{}]", "[{'$unset':5}]", "must be a field path or an array of them, not int"),
          ERR("[{}]", "[{'$unset':'$a'}]", "starting with '$'"),
-         ERR("[{}]", "[{'$unset':['a','a']}]", "a field is named twice"));
+         ERR("[{}]", "[{'$unset':['a','a']}]", "a field is named twice"),
+         ERR("[{}]", "[{'$unset':['b','b.c']}]", "path collision at 'b.c'"));
 }
 
 /* ---- $group and the accumulators ------------------------------------------- */
@@ -1141,6 +1149,32 @@ Test(agg_budget, sort_fails_past_the_budget)
     };
     check_rows(rows, sizeof rows / sizeof rows[0]);
     free(docs);
+}
+
+Test(agg_budget, top_k_counts_the_documents_it_replaces)
+{
+    /* each document is better than the kept ones and larger: the heap of two
+     * ends with the two largest, 2 x 12 KB, past a 16 KiB budget */
+    dbuf b;
+    dbuf_init(&b);
+    cr_assert_eq(dbuf_putc(&b, '['), 0);
+    for (int i = 0; i < 300; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s{'k':%d,'s':'", i ? "," : "", i);
+        cr_assert_eq(dbuf_append(&b, head, strlen(head)), 0);
+        for (int j = 0; j < 40 * i; j++)
+            cr_assert_eq(dbuf_putc(&b, 'x'), 0);
+        cr_assert_eq(dbuf_append(&b, "'}", 2), 0);
+    }
+    cr_assert_eq(dbuf_append(&b, "]", 2), 0);
+    arow rows[] = {
+        {(const char *)b.data, "[{'$set':{'t':1}},{'$sort':{'k':-1}},{'$limit':2},{'$project':{'k':1}}]",
+         NULL, "$sort: the documents need more than 16384 bytes", DOTDB_ETOOBIG, 16 * 1024},
+        {(const char *)b.data, "[{'$set':{'t':1}},{'$sort':{'k':1}},{'$limit':2},{'$project':{'k':1}}]",
+         "[{'k':0},{'k':1}]", NULL, 0, 16 * 1024},
+    };
+    check_rows(rows, sizeof rows / sizeof rows[0]);
+    dbuf_free(&b);
 }
 
 /* ---- the run API ------------------------------------------------------------------------- */
