@@ -468,13 +468,21 @@ Test(agg_acc, sum)
          /* compensated: a plain double sum would lose both ones */
          OK("[{'a':1e16},{'a':1.0},{'a':1.0}]", "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]",
             "[{'_id':null,'s':1.0000000000000002e16}]"),
-         /* int64 overflow promotes to double, as MongoDB's long does */
+         /* a total past int64 is a double, as MongoDB's long; the type depends on
+          * the exact total, not on a partial sum overflowing */
          OK("[{'a':9223372036854775807},{'a':9223372036854775807}]",
             "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]", "[{'_id':null,'s':1.8446744073709552e19}]"),
          OK("[{'a':-9223372036854775808},{'a':-1}]", "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]",
             "[{'_id':null,'s':-9.223372036854775809e18}]"),
+         OK("[{'a':9223372036854775807},{'a':1}]", "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]",
+            "[{'_id':null,'s':9.223372036854775808e18}]"),
          OK("[{'a':9223372036854775807},{'a':1},{'a':-1}]",
-            "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]", "[{'_id':null,'s':9.223372036854775807e18}]"),
+            "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]", "[{'_id':null,'s':9223372036854775807}]"),
+         OK("[{'a':-9223372036854775808},{'a':-9223372036854775808},{'a':9223372036854775807},{'a':9223372036854775807}]",
+            "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]", "[{'_id':null,'s':-2}]"),
+         /* the ints stay exact next to doubles: 2^63 + 1 - 2^63 + 0.5 */
+         OK("[{'a':9223372036854775807},{'a':2},{'a':0.5},{'a':-9223372036854775807}]",
+            "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]", "[{'_id':null,'s':2.5}]"),
          OK("[{'a':9223372036854775806},{'a':1}]", "[{'$group':{'_id':null,'s':{'$sum':'$a'}}}]",
             "[{'_id':null,'s':9223372036854775807}]"),
          OK("[{'g':'b','a':1},{'g':'a','a':2},{'g':'b','a':3}]",
@@ -493,6 +501,8 @@ Test(agg_acc, avg)
             "[{'_id':null,'v':1.5}]"),
          OK("[{'a':9223372036854775807},{'a':9223372036854775807}]",
             "[{'$group':{'_id':null,'v':{'$avg':'$a'}}}]", "[{'_id':null,'v':9.223372036854775807e18}]"),
+         OK("[{'a':9223372036854775807},{'a':9223372036854775805}]",
+            "[{'$group':{'_id':null,'v':{'$avg':'$a'}}}]", "[{'_id':null,'v':9.223372036854775806e18}]"),
          OK("[{'g':1,'a':1},{'g':2}]", "[{'$group':{'_id':'$g','v':{'$avg':'$a'}}}]",
             "[{'_id':1,'v':1.0},{'_id':2,'v':null}]"));
 }
@@ -809,7 +819,7 @@ Test(agg_expr, field_paths)
           EV("{'a':{'b':1}}", "'$$CURRENT.a'", "{'b':1}"),
           EV("{'a':1}", "'$$REMOVE'", "MISSING"),
           EE("{}", "'$$NOW'", "unknown variable '$$NOW'"),
-          EE("{}", "'$$REMOVE.a'", "$$REMOVE"),
+          EE("{}", "'$$REMOVE.a'", "$$REMOVE has no fields ('$$REMOVE.a')"),
           EE("{}", "'$'", "'$' by itself is not a field path"),
           EE("{}", "'$a..b'", "has an empty part"),
           EE("{}", "'$a.'", "has an empty part"),
