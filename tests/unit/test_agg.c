@@ -24,6 +24,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +622,135 @@ Test(agg_group, many_groups_and_accumulators)
     cr_expect_eq(off, out.len);
     dbuf_free(&out);
     dbuf_free(&docs);
+}
+
+/* Append printf output to a dbuf (test helper). */
+static void put(dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(dbuf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < sizeof tmp);
+    cr_assert_eq(dbuf_append(b, tmp, (size_t)n), 0);
+}
+
+static char *cstr(dbuf *b)
+{
+    cr_assert_eq(dbuf_putc(b, 0), 0);
+    return (char *)dbuf_steal(b, NULL);
+}
+
+Test(agg_shapes, wide_objects_and_large_containers)
+{
+    /* 40 members (past the inline sort of an object's keys), keys out of
+     * byte order and non-ASCII; every output is validated by run() */
+    dbuf doc, spec, want, arr, big;
+    dbuf_init(&doc);
+    dbuf_init(&spec);
+    dbuf_init(&want);
+    put(&doc, "[{");
+    put(&spec, "[{'$set':{");
+    put(&want, "[{");
+    for (int i = 0; i < 40; i++) {
+        put(&doc, "%s'k%02d':%d", i ? "," : "", 39 - i, i);
+        put(&spec, "%s'é%02d':{'$add':['$k%02d',1]}", i ? "," : "", 39 - i, 39 - i);
+    }
+    for (int i = 0; i < 40; i++)
+        put(&want, "%s'k%02d':%d", i ? "," : "", 39 - i, i);
+    for (int i = 0; i < 40; i++)
+        put(&want, ",'é%02d':%d", 39 - i, i + 1);
+    put(&doc, "}]");
+    put(&spec, "}}]");
+    put(&want, "}]");
+    char *d = cstr(&doc), *sp = cstr(&spec), *w = cstr(&want);
+
+    /* the same 40 fields as $group accumulators */
+    dbuf gspec, gwant;
+    dbuf_init(&gspec);
+    dbuf_init(&gwant);
+    put(&gspec, "[{'$group':{'_id':null");
+    put(&gwant, "[{'_id':null");
+    for (int i = 0; i < 40; i++) {
+        put(&gspec, ",'z%02d':{'$max':'$k%02d'}", 39 - i, i);
+        put(&gwant, ",'z%02d':%d", 39 - i, 39 - i);
+    }
+    put(&gspec, "}}]");
+    put(&gwant, "}]");
+    char *gs = cstr(&gspec), *gw = cstr(&gwant);
+
+    /* 300 strings of 30 bytes: a $push result of ~10 KB needs 2-byte
+     * offsets; 3000 of them (~100 KB) 4-byte ones */
+    dbuf_init(&arr);
+    dbuf_init(&big);
+    put(&arr, "[");
+    put(&big, "[");
+    for (int i = 0; i < 3000; i++) {
+        if (i < 300)
+            put(&arr, "%s{'s':'%030d'}", i ? "," : "", i);
+        put(&big, "%s{'s':'%030d'}", i ? "," : "", i);
+    }
+    put(&arr, "]");
+    put(&big, "]");
+    char *a = cstr(&arr), *bg = cstr(&big);
+
+    arow rows[] = {
+        {d, sp, w, NULL, 0, 0},
+        {d, gs, gw, NULL, 0, 0},
+        {a, "[{'$group':{'_id':null,'p':{'$push':'$s'}}},{'$unwind':'$p'},{'$count':'n'}]",
+         "[{'n':300}]", NULL, 0, 0},
+        {bg, "[{'$group':{'_id':null,'p':{'$push':'$s'},'u':{'$addToSet':'$s'}}},"
+             "{'$project':{'_id':0,'np':{'$size':'$p'},'nu':{'$size':'$u'}}}]",
+         "[{'np':3000,'nu':3000}]", NULL, 0, 0},
+        {bg, "[{'$group':{'_id':{'$mod':[{'$size':[[]]},1]},'p':{'$push':'$$ROOT'}}},{'$unwind':'$p'},"
+             "{'$replaceWith':'$p'},{'$sort':{'s':-1}},{'$limit':1}]",
+         "[{'s':'000000000000000000000000002999'}]", NULL, 0, 0},
+        /* top-k with k past the first allocation of the heap (64) */
+        {bg, "[{'$sort':{'s':-1}},{'$limit':100},{'$skip':99}]",
+         "[{'s':'000000000000000000000000002900'}]", NULL, 0, 0},
+        {bg, "[{'$set':{'t':1}},{'$sort':{'s':1}},{'$skip':150},{'$limit':1},{'$project':{'s':1}}]",
+         "[{'s':'000000000000000000000000000150'}]", NULL, 0, 0},
+    };
+    check_rows(rows, sizeof rows / sizeof rows[0]);
+
+    /* the big $push itself, validated as output (4-byte widths) */
+    dbuf out;
+    char err[ERRLEN];
+    cr_assert_eq(run(bg, "[{'$group':{'_id':null,'p':{'$push':'$s'}}}]", 0, &out, err, sizeof err),
+                 DOTDB_OK, "%s", err);
+    cr_expect_gt(out.len, 65536);
+    cr_expect_eq(out.data[0], CODEC_OBJECT | 2);
+    dbuf_free(&out);
+    free(d);
+    free(sp);
+    free(w);
+    free(gs);
+    free(gw);
+    free(a);
+    free(bg);
+}
+
+Test(agg_shapes, add_to_set_tables_grow_per_group)
+{
+    /* three groups sharing the $addToSet table, 200 distinct values each,
+     * every value seen twice (one as a double) */
+    dbuf b;
+    dbuf_init(&b);
+    put(&b, "[");
+    for (int i = 0; i < 1200; i++)
+        put(&b, i % 2 ? "%s{'g':%d,'v':%d.0}" : "%s{'g':%d,'v':%d}", i ? "," : "", i % 3,
+            (i / 6) % 200);
+    put(&b, "]");
+    char *docs = cstr(&b);
+    arow rows[] = {
+        {docs, "[{'$group':{'_id':'$g','u':{'$addToSet':'$v'}}},{'$project':{'n':{'$size':'$u'}}},"
+               "{'$sort':{'_id':1}}]",
+         "[{'_id':0,'n':200},{'_id':1,'n':200},{'_id':2,'n':200}]", NULL, 0, 0},
+    };
+    check_rows(rows, sizeof rows / sizeof rows[0]);
+    free(docs);
 }
 
 /* ---- $sort, $limit, $skip ---------------------------------------------------- */
