@@ -657,8 +657,13 @@ static void heap_sift_up(const qsort_spec *spec, sort_item *h, size_t k)
     }
 }
 
-static int sort_over_budget(const agg_run *r, const stage *s, char *err, size_t errlen)
+/* What the sort holds (its index, and the copies it made) against the
+ * budget: 0, or DOTDB_ETOOBIG with the message. */
+static int sort_check_budget(const agg_run *r, const stage *s, const stage_run *rs, char *err,
+                             size_t errlen)
 {
+    if (rs->cap * sizeof(sort_item) + rs->held.block_bytes + rs->owned_bytes <= r->budget)
+        return 0;
     return agg_err(DOTDB_ETOOBIG, err, errlen,
                    "%s: the documents need more than %zu bytes (aggregation memory budget)",
                    s->name, r->budget);
@@ -693,7 +698,8 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
         }
         rs->items[0] = it;
         heap_sift_down(s->sort, rs->items, rs->nitems, 0);
-        goto check_budget; /* the new copy may be larger than the one it replaced */
+        /* the new copy may be larger than the one it replaced */
+        return sort_check_budget(r, s, rs, err, errlen);
     }
     if (rs->nitems == rs->cap) {
         size_t ncap = rs->cap ? rs->cap * 2 : 64;
@@ -710,10 +716,7 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
     rs->items[rs->nitems++] = it;
     if (keep > 0)
         heap_sift_up(s->sort, rs->items, rs->nitems - 1);
-check_budget:
-    if (rs->cap * sizeof(sort_item) + rs->held.block_bytes + rs->owned_bytes > r->budget)
-        return sort_over_budget(r, s, err, errlen);
-    return 0;
+    return sort_check_budget(r, s, rs, err, errlen);
 }
 
 static int run_stage(agg_run *r, size_t i, codec_val doc, int stable, char *err, size_t errlen)
