@@ -1189,6 +1189,38 @@ Test(agg_expr, in)
           EE("{}", "{'$in':[1]}", "$in: expects exactly 2 arguments, got 1"));
 }
 
+/* ---- chains of stages ---------------------------------------------------------------- */
+
+Test(agg_chains, blocking_stages_and_views_into_other_stages)
+{
+    static const char *docs =
+        "[{'g':'a','v':3,'sub':{'k':3}},{'g':'b','v':1,'sub':{'k':1}},{'g':'a','v':2,'sub':{'k':2}},"
+        "{'g':'c','v':5,'sub':{'k':5}},{'g':'b','v':4,'sub':{'k':4}}]";
+    ROWS(OK(docs, "[{'$group':{'_id':'$g','t':{'$max':'$v'}}},{'$sort':{'t':-1}},"
+                  "{'$group':{'_id':{'$gt':['$t',3]},'gs':{'$push':'$_id'}}},{'$sort':{'_id':1}}]",
+            "[{'_id':false,'gs':['a']},{'_id':true,'gs':['c','b']}]"),
+         /* $replaceRoot of a view into a $group's output, held by a $sort */
+         OK(docs, "[{'$group':{'_id':'$g','d':{'$first':'$$ROOT'}}},{'$replaceRoot':{'newRoot':'$d.sub'}},"
+                  "{'$sort':{'k':-1}}]",
+            "[{'k':5},{'k':3},{'k':1}]"),
+         /* a view into a $sort's held documents, held by a second $sort */
+         OK(docs, "[{'$set':{'w':1}},{'$sort':{'v':1}},{'$replaceWith':'$sub'},{'$sort':{'k':-1}},{'$limit':2}]",
+            "[{'k':5},{'k':4}]"),
+         /* the same through a top-k heap that dropped some of its copies */
+         OK(docs, "[{'$set':{'w':1}},{'$sort':{'v':-1}},{'$limit':3},{'$replaceWith':'$sub'},{'$sort':{'k':1}}]",
+            "[{'k':3},{'k':4},{'k':5}]"),
+         OK(docs, "[{'$sort':{'g':1}},{'$sort':{'v':-1}},{'$project':{'_id':0,'v':1}}]",
+            "[{'v':5},{'v':4},{'v':3},{'v':2},{'v':1}]"),
+         OK(docs, "[{'$unset':'sub'},{'$unwind':{'path':'$g','includeArrayIndex':'i'}},{'$sort':{'v':1}},{'$limit':1}]",
+            "[{'g':'b','v':1,'i':null}]"),
+         OK(docs, "[{'$sortByCount':'$g'},{'$group':{'_id':'$count','gs':{'$push':'$_id'}}}]",
+            "[{'_id':2,'gs':['a','b']},{'_id':1,'gs':['c']}]"),
+         OK(docs, "[{'$limit':3},{'$group':{'_id':null,'n':{'$sum':1}}},{'$count':'c'}]", "[{'c':1}]"),
+         OK(docs, "[{'$match':{'v':{'$gte':2}}},{'$skip':1},{'$sort':{'v':1}},{'$limit':2},"
+                  "{'$replaceWith':{'v':'$v','big':{'$gt':['$v',3]}}}]",
+            "[{'v':2,'big':false},{'v':4,'big':true}]"));
+}
+
 /* ---- pipeline-level errors ---------------------------------------------------------- */
 
 Test(agg_errors, stages)
