@@ -308,10 +308,19 @@ static int c_count(stage *s, codec_val arg, char *err, size_t errlen)
     const char *k;
     size_t kl;
     s->kind = ST_COUNT;
-    if (!codec_as_string(arg, &k, &kl) || kl == 0 || k[0] == '$' || memchr(k, '.', kl) != NULL)
+    /* MongoDB's four rules, each with its own message */
+    if (!codec_as_string(arg, &k, &kl))
         return agg_err(DOTDB_EINVAL, err, errlen,
-                       "the argument must be a field name, not empty, not starting with '$' "
-                       "and without '.'");
+                       "the argument must be a string (the name of the count field), not %s",
+                       agg_type_name(arg));
+    if (kl == 0)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field must be a non-empty string");
+    if (k[0] == '$')
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot start with '$'");
+    if (memchr(k, '.', kl) != NULL)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot contain '.'");
+    if (memchr(k, '\0', kl) != NULL)
+        return agg_err(DOTDB_EINVAL, err, errlen, "the count field cannot contain a null byte");
     if ((s->field = malloc(kl + 1)) == NULL)
         return agg_err(DOTDB_ENOMEM, err, errlen, "out of memory");
     memcpy(s->field, k, kl);
@@ -344,11 +353,18 @@ static int c_sort_by_count(stage *s, codec_val arg, char *err, size_t errlen)
     const char *k;
     size_t kl;
     codec_val mv;
-    if (codec_type(arg) == DOTDB_T_OBJECT &&
+    /* As MongoDB: a constant would put every document in one group, which
+     * is never what was meant, so only a "$path" or an {$op: ...} is taken. */
+    int t = codec_type(arg);
+    if (t == DOTDB_T_OBJECT &&
         !(codec_count(arg) == 1 && codec_obj_at(arg, 0, &k, &kl, &mv) && kl > 0 && k[0] == '$'))
         return agg_err(DOTDB_EINVAL, err, errlen,
                        "the argument must be a field path or an operator expression, not an "
                        "object literal");
+    if (t != DOTDB_T_OBJECT && !(codec_as_string(arg, &k, &kl) && kl > 0 && k[0] == '$'))
+        return agg_err(DOTDB_EINVAL, err, errlen,
+                       "the argument must be a field path (\"$a\") or an operator expression, "
+                       "not %s", t == DOTDB_T_STRING ? "a string without '$'" : agg_type_name(arg));
     static const uint8_t one[2] = {CODEC_INT8, 1};
     agg_arena a;
     agg_arena_init(&a);
@@ -641,8 +657,13 @@ static void heap_sift_up(const qsort_spec *spec, sort_item *h, size_t k)
     }
 }
 
-static int sort_over_budget(const agg_run *r, const stage *s, char *err, size_t errlen)
+/* What the sort holds (its index, and the copies it made) against the
+ * budget: 0, or DOTDB_ETOOBIG with the message. */
+static int sort_check_budget(const agg_run *r, const stage *s, const stage_run *rs, char *err,
+                             size_t errlen)
 {
+    if (rs->cap * sizeof(sort_item) + rs->held.block_bytes + rs->owned_bytes <= r->budget)
+        return 0;
     return agg_err(DOTDB_ETOOBIG, err, errlen,
                    "%s: the documents need more than %zu bytes (aggregation memory budget)",
                    s->name, r->budget);
@@ -677,7 +698,8 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
         }
         rs->items[0] = it;
         heap_sift_down(s->sort, rs->items, rs->nitems, 0);
-        return 0;
+        /* the new copy may be larger than the one it replaced */
+        return sort_check_budget(r, s, rs, err, errlen);
     }
     if (rs->nitems == rs->cap) {
         size_t ncap = rs->cap ? rs->cap * 2 : 64;
@@ -694,9 +716,7 @@ static int run_sort(agg_run *r, size_t i, codec_val doc, int stable, char *err, 
     rs->items[rs->nitems++] = it;
     if (keep > 0)
         heap_sift_up(s->sort, rs->items, rs->nitems - 1);
-    if (rs->cap * sizeof(sort_item) + rs->held.block_bytes + rs->owned_bytes > r->budget)
-        return sort_over_budget(r, s, err, errlen);
-    return 0;
+    return sort_check_budget(r, s, rs, err, errlen);
 }
 
 static int run_stage(agg_run *r, size_t i, codec_val doc, int stable, char *err, size_t errlen)

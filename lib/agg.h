@@ -9,7 +9,10 @@
  * does), literals ({"$literal": v} too), objects and arrays of
  * expressions, $add $subtract $multiply $divide $mod $abs $concat $toLower
  * $toUpper $size $cond $ifNull $eq $ne $gt $gte $lt $lte $and $or $not $in.
- * $group's key is "_id" (MongoDB's spelling; the output field is "_id").
+ * $group's key is "_id" (MongoDB's spelling; the output field is "_id");
+ * groups come out in order of first appearance.  Semantics are MongoDB's;
+ * README.md ("Aggregation") lists where DotDB differs (64-bit integers only,
+ * no infinities, id treated like _id by $project).
  *
  * Execution is push-based and streaming: the caller pushes each input
  * document (from its own scan of a snapshot); streaming stages pass

@@ -258,9 +258,11 @@ static int compile_string(codec_val v, agg_expr **out, char *err, size_t errlen)
             rc = nlen == len ? DOTDB_OK
                              : agg_path_init(&e->path, s + nlen + 1, len - nlen - 1, "$$ROOT",
                                              err, errlen);
-        } else if (name_len == 6 && memcmp(name, "REMOVE", 6) == 0 && nlen == len) {
+        } else if (name_len == 6 && memcmp(name, "REMOVE", 6) == 0) {
             e->kind = AE_REMOVE;
-            rc = DOTDB_OK;
+            rc = nlen == len ? DOTDB_OK
+                             : agg_err(DOTDB_EINVAL, err, errlen,
+                                       "$$REMOVE has no fields ('%.*s')", (int)len, s);
         } else {
             rc = agg_err(DOTDB_EINVAL, err, errlen,
                          "unknown variable '%.*s' (only $$ROOT, $$CURRENT and $$REMOVE)",
@@ -311,9 +313,10 @@ static int compile_object_expr(codec_val v, agg_expr **out, char *err, size_t er
     size_t n = codec_count(v);
     agg_expr *e = expr_new(AE_OBJECT);
     int rc = DOTDB_ENOMEM;
-    if (e == NULL || (e->args = calloc(n, sizeof *e->args)) == NULL ||
-        (e->keys = calloc(n, sizeof *e->keys)) == NULL ||
-        (e->klens = calloc(n, sizeof *e->klens)) == NULL)
+    /* {} has no members: calloc(0) may rightly return NULL, which is no failure */
+    if (e == NULL || (n > 0 && ((e->args = calloc(n, sizeof *e->args)) == NULL ||
+                                (e->keys = calloc(n, sizeof *e->keys)) == NULL ||
+                                (e->klens = calloc(n, sizeof *e->klens)) == NULL)))
         goto nomem;
     for (size_t i = 0; i < n; i++) {
         const char *k;

@@ -25,8 +25,10 @@
  *
  * Accumulators as MongoDB documents them: $sum and $avg ignore
  * non-numbers ($sum of nothing is 0, $avg of nothing null), sum ints
- * exactly in int64 (double past an overflow) and doubles with Neumaier
- * compensation; $min/$max ignore null and missing (null when nothing
+ * exactly in 128 bits and doubles with Neumaier compensation.  $sum is an
+ * int when every number was an int and the exact total fits int64, else a
+ * double: as MongoDB's long, the type depends on the total, not on whether
+ * a partial sum overflowed ([INT64_MAX, 1, -1] is the int INT64_MAX); $min/$max ignore null and missing (null when nothing
  * else); $first/$last keep null for missing; $push and $addToSet skip
  * missing; $count is {$sum: 1}.
  */
@@ -174,11 +176,15 @@ typedef struct hval {
     } u;
 } hval;
 
+/* A GCC/Clang extension on every 64-bit target DotDB builds for: fewer
+ * than 2^63 int64 values can never overflow it, so ints sum exactly. */
+__extension__ typedef __int128 agg_int128;
+
 typedef struct acc_sum {
-    int64_t i;      /* exact sum of the ints (until an overflow) */
-    double d, comp; /* sum of the rest, Neumaier compensation */
+    agg_int128 i;   /* exact sum of the ints */
+    double d, comp; /* sum of the doubles, Neumaier compensation */
     int64_t n;      /* numbers seen ($avg) */
-    uint8_t has_double, overflow;
+    uint8_t has_double;
 } acc_sum;
 
 typedef struct acc_list {
@@ -489,10 +495,12 @@ static int add_group(agg_group *g, codec_val key, uint64_t h, size_t slot)
     codec_val copy;
     if (agg_enc_copy(&g->keys, key, &copy) != DOTDB_OK)
         return DOTDB_ENOMEM;
-    memset(&g->st[g->n * nacc], 0, nacc * sizeof *g->st);
-    for (size_t j = 0; j < nacc; j++)
-        if (g->s->acc[j].kind == ACC_PUSH || g->s->acc[j].kind == ACC_ADDTOSET)
-            dbuf_init(&g->st[g->n * nacc + j].u.list.bytes);
+    if (nacc > 0) { /* {"_id": ...} alone has no state array: g->st stays NULL */
+        memset(&g->st[g->n * nacc], 0, nacc * sizeof *g->st);
+        for (size_t j = 0; j < nacc; j++)
+            if (g->s->acc[j].kind == ACC_PUSH || g->s->acc[j].kind == ACC_ADDTOSET)
+                dbuf_init(&g->st[g->n * nacc + j].u.list.bytes);
+    }
     g->groups[g->n] = (grp){copy, h};
     g->slots[slot] = (h & 0xffffffff00000000ull) | (uint64_t)(g->n + 1);
     g->n++;
@@ -543,17 +551,7 @@ static void sum_add(acc_sum *s, codec_val v)
     int64_t i;
     double d;
     if (codec_as_int64(v, &i)) {
-        int64_t r;
-        if (!s->overflow && !__builtin_add_overflow(s->i, i, &r)) {
-            s->i = r;
-        } else {
-            if (!s->overflow) { /* from now on ints go to the double sum too */
-                s->overflow = 1;
-                neumaier_add(s, (double)s->i);
-                s->i = 0;
-            }
-            neumaier_add(s, (double)i);
-        }
+        s->i += i;
     } else if (v.p[0] == CODEC_DOUBLE) {
         codec_as_double(v, &d);
         s->has_double = 1;
@@ -562,6 +560,18 @@ static void sum_add(acc_sum *s, codec_val v)
         return;
     }
     s->n++;
+}
+
+/* The total as a double: the int part rounded, plus what the rounding
+ * lost, plus the compensated double part. */
+static double sum_total(const acc_sum *s)
+{
+    double hi = (double)s->i; /* |i| < 2^126: the conversion back cannot overflow */
+    acc_sum t = {.d = hi};
+    neumaier_add(&t, (double)(s->i - (agg_int128)hi));
+    neumaier_add(&t, s->d);
+    neumaier_add(&t, s->comp);
+    return t.d + t.comp;
 }
 
 /* Append v to a list: 0, or DOTDB_ENOMEM. */
@@ -705,16 +715,16 @@ static int acc_result(const acc_def *d, const acc_state *st, agg_arena *a, codec
     int rc;
     switch (d->kind) {
     case ACC_SUM:
-        if (!s->has_double && !s->overflow)
-            return agg_enc_int(a, s->i, out);
-        rc = agg_enc_double(a, (double)s->i + s->d + s->comp, out);
+        if (!s->has_double && s->i >= INT64_MIN && s->i <= INT64_MAX)
+            return agg_enc_int(a, (int64_t)s->i, out);
+        rc = agg_enc_double(a, sum_total(s), out);
         break;
     case ACC_AVG:
         if (s->n == 0) {
             *out = agg_null();
             return DOTDB_OK;
         }
-        rc = agg_enc_double(a, ((double)s->i + s->d + s->comp) / (double)s->n, out);
+        rc = agg_enc_double(a, sum_total(s) / (double)s->n, out);
         break;
     case ACC_MIN:
     case ACC_MAX:

@@ -166,7 +166,8 @@ enum agg_shape_mode {
 
 /*
  * 1 when spec is a $project made only of exclusions (0/false, nested
- * objects of them); then *flat (caller frees with dbuf_free) holds the
+ * objects of them; a top-level id or _id may be 1/true, their default, as
+ * long as something else is excluded); then *flat (caller frees with dbuf_free) holds the
  * encoded {"a.b": 0, ...} for qproj_compile.  0 when it has inclusions or
  * computed fields.  Negative DOTDB_E* on failure.
  */

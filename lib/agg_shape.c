@@ -250,8 +250,13 @@ int agg_shape_compile(codec_val spec, int mode, agg_shape **out, char *err, size
 /* ---- exclusion specs for qproj --------------------------------------------- */
 
 /* 1 when every leaf of spec is 0 or false (nested specs allowed), with the
- * dotted paths appended to keys (NUL-separated) and counted in *n. */
-static int collect_exclusions(codec_val spec, const char *prefix, dbuf *keys, size_t *n)
+ * dotted paths appended to keys (NUL-separated) and counted in *n.  A
+ * top-level id or _id set to 1 or true is skipped: that is their default,
+ * and as in MongoDB it does not make the projection an inclusion
+ * ({"a": 0, "_id": 1} excludes a); *ids_included says one was seen and
+ * *ids_excluded counts the ids among the n exclusions. */
+static int collect_exclusions(codec_val spec, const char *prefix, dbuf *keys, size_t *n,
+                              int *ids_included, size_t *ids_excluded)
 {
     for (size_t i = 0; i < codec_count(spec); i++) {
         const char *k;
@@ -259,6 +264,12 @@ static int collect_exclusions(codec_val spec, const char *prefix, dbuf *keys, si
         codec_val v;
         codec_obj_at(spec, i, &k, &kl, &v);
         int t = codec_type(v);
+        int top_id = prefix[0] == '\0' && is_id_key(k, kl);
+        if (top_id && (t == DOTDB_T_BOOL || t == DOTDB_T_INT || t == DOTDB_T_DOUBLE) &&
+            agg_truthy(v)) {
+            *ids_included = 1;
+            continue;
+        }
         dbuf path;
         dbuf_init(&path);
         if ((prefix[0] && (dbuf_append(&path, prefix, strlen(prefix)) || dbuf_putc(&path, '.'))) ||
@@ -268,11 +279,13 @@ static int collect_exclusions(codec_val spec, const char *prefix, dbuf *keys, si
         }
         int rc;
         if (is_subspec(v)) {
-            rc = collect_exclusions(v, (const char *)path.data, keys, n);
+            rc = collect_exclusions(v, (const char *)path.data, keys, n, ids_included,
+                                    ids_excluded);
         } else if ((t == DOTDB_T_BOOL || t == DOTDB_T_INT || t == DOTDB_T_DOUBLE) &&
                    !agg_truthy(v)) {
             rc = dbuf_append(keys, path.data, path.len) ? DOTDB_ENOMEM : 1;
             (*n)++;
+            *ids_excluded += (size_t)top_id;
         } else {
             rc = 0;
         }
@@ -289,8 +302,13 @@ int agg_shape_exclusion_spec(codec_val spec, dbuf *flat, char *err, size_t errle
     dbuf_init(&keys);
     agg_arena a;
     agg_arena_init(&a);
-    size_t n = 0;
-    int rc = codec_count(spec) == 0 ? 0 : collect_exclusions(spec, "", &keys, &n);
+    size_t n = 0, ids_excluded = 0;
+    int ids_included = 0;
+    int rc = codec_count(spec) == 0
+                 ? 0
+                 : collect_exclusions(spec, "", &keys, &n, &ids_included, &ids_excluded);
+    if (rc == 1 && ids_included && n == ids_excluded)
+        rc = 0; /* only ids named, one of them kept ({"_id": 1}): an inclusion of the ids */
     if (rc == 1) {
         agg_kv *m = agg_arena_alloc(&a, n * sizeof *m);
         codec_val zero, obj;
