@@ -382,9 +382,22 @@ int main(int argc, char **argv)
         if (!o.recover)
             goto fail_hint;
     }
-    if (o.recover && (rc != 0 || mf.checkpoint_lsn)) {
+    if (o.recover) {
+        /* Only when the WAL alone holds every write since LSN 2: else the
+         * rebuilt database would silently lack what the checkpoint held. */
+        wal_replay_info wi;
+        int wrc = wal_check(waldir, 0, &wi, err, sizeof err);
+        if (wrc != 0 || wi.records == 0 || wi.first_lsn != 2) {
+            fprintf(stderr, "dotdbd: --recover refused: the WAL in %s %s, so writes the "
+                    "checkpoint holds would be missing; restore from a backup instead\n", waldir,
+                    wrc != 0 ? "is damaged too" : wi.records == 0 ? "holds no records"
+                                                                  : "does not start at LSN 2");
+            rc = DOTDB_ECORRUPT;
+            goto fail;
+        }
         manifest_free(&mf);
-        fprintf(stderr, "dotdbd: --recover: ignoring the checkpoint, rebuilding from the WAL\n");
+        fprintf(stderr, "dotdbd: --recover: ignoring the checkpoint, rebuilding from the WAL "
+                "(LSN 2 to %" PRIu64 ")\n", wi.last_lsn);
     }
     rc = engine_create(&cfg, lockfile_epoch(&lock), &eng, err, sizeof err);
     if (rc != 0) {

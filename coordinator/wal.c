@@ -986,6 +986,30 @@ static int adopt_last(struct replay *r, int fd, uint64_t segno, uint64_t end, co
     return DOTDB_OK;
 }
 
+/* Is there a good record anywhere after a bad one at `from`?  Then the bad
+ * one is damage in the middle of the log, not a tail cut short by a crash
+ * (a crash only ever loses a suffix).  Candidates are 8-byte aligned and
+ * must look like a batch record that follows prev_lsn before the checksum
+ * is computed, so a garbage tail costs a linear scan, not a hash per byte. */
+static bool good_record_after(const struct replay *r, const uint8_t *map, uint64_t size,
+                              uint64_t from)
+{
+    for (uint64_t off = from + 8; off + WAL_REC_MIN <= size; off += 8) {
+        const uint8_t *p = map + off;
+        uint32_t len = get_u32(p), type = get_u32(p + 4);
+        uint64_t lsn = get_u64(p + 8);
+        if (type != WAL_REC_BATCH || len > WAL_MAX_PAYLOAD || lsn <= r->prev_lsn ||
+            lsn - r->prev_lsn > (UINT64_C(1) << 20))
+            continue;
+        uint64_t body = rec_body_size(len);
+        if (body + WAL_CHECK_SIZE > size - off)
+            continue;
+        if (get_u64(p + body) == XXH64(p, (size_t)body, 0))
+            return true;
+    }
+    return false;
+}
+
 /* Check the header and the records of one segment, then: the last one is
  * truncated after its last good record and kept open for appends; damage
  * in any other is DOTDB_ECORRUPT. */
@@ -1010,7 +1034,7 @@ static int replay_segment(struct replay *r, uint64_t segno, bool is_last)
     rc = scan_records(r, map, size, &stop, &why, whybuf, sizeof whybuf);
     if (rc != DOTDB_OK || why == NULL)
         goto out;
-    if (!is_last || r->last_is_sealed) {
+    if (!is_last || r->last_is_sealed || good_record_after(r, map, size, stop)) {
         msg_set(r->err, r->errlen, "%s/%s: corrupt record at offset %" PRIu64
                 " (%s) before the end of the log", r->w->dir, name, stop, why);
         rc = DOTDB_ECORRUPT;

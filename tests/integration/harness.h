@@ -28,6 +28,8 @@ typedef struct coord {
     char config[300];
     pid_t pid;
     long fsize_limit; /* > 0: RLIMIT_FSIZE of the coordinator, a "full disk" */
+    char fault_ctl[300]; /* non-empty: run dotdbd under tests/fault/faultfs.c with
+                            this control file (see there) */
 } coord;
 
 static inline void h_sleep_ms(int ms)
@@ -71,6 +73,98 @@ static inline dotdb *h_open(coord *c)
     return db;
 }
 
+/* In a child about to exec dotdbd: preload the fault shim when asked. */
+static inline void h_fault_env(const coord *c)
+{
+#ifdef DOTDB_FAULTFS_PATH
+    if (c->fault_ctl[0]) {
+        setenv("DOTDB_FAULT_CTL", c->fault_ctl, 1);
+        setenv("LD_PRELOAD", DOTDB_FAULTFS_PATH, 1);
+        const char *a = getenv("ASAN_OPTIONS");
+        char opts[600];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", a ? a : "", a && *a ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+    }
+#else
+    (void)c;
+#endif
+}
+
+/* Write the fault control file (NULL: remove it, faults off). */
+static inline void h_fault(const coord *c, const char *rules)
+{
+    if (rules == NULL) {
+        unlink(c->fault_ctl);
+        return;
+    }
+    FILE *f = fopen(c->fault_ctl, "w");
+    cr_assert_not_null(f);
+    fputs(rules, f);
+    fclose(f);
+}
+
+/* Run dotdbd --foreground with extra arguments (NULL-terminated, may be
+ * NULL) to completion when it fails at start-up or runs a maintenance
+ * mode; stdout and stderr go to out (NUL-terminated).  Returns the exit
+ * status, or -1 if it was still running after timeout_ms (then killed). */
+static inline int h_run_dotdbd(const coord *c, const char *const *extra, char *out, size_t outlen,
+                               int timeout_ms)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        const char *argv[16] = {"dotdbd", "--db", c->dir, "--foreground"};
+        int n = 4;
+        if (c->config[0]) {
+            argv[n++] = "--config";
+            argv[n++] = c->config;
+        }
+        for (int i = 0; extra && extra[i] && n < 15; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        h_fault_env(c);
+        execv(DOTDBD_PATH, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    size_t used = 0;
+    uint64_t deadline = h_now_ms() + (uint64_t)timeout_ms;
+    int st = 0, done = 0;
+    while (!done) {
+        ssize_t k = read(p[0], out + used, outlen - 1 - used);
+        if (k > 0) {
+            used += (size_t)k;
+            if (used >= outlen - 1)
+                used = 0; /* keep the tail */
+            continue;
+        }
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            done = 1;
+            while ((k = read(p[0], out + used, outlen - 1 - used)) > 0 && used + (size_t)k < outlen - 1)
+                used += (size_t)k;
+            break;
+        }
+        if (h_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            close(p[0]);
+            out[used] = 0;
+            return -1;
+        }
+        h_sleep_ms(5);
+    }
+    close(p[0]);
+    out[used] = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /* Start dotdbd --foreground as our child and wait until it accepts. */
 static inline void h_start(coord *c)
 {
@@ -88,6 +182,7 @@ static inline void h_start(coord *c)
         int nul = open("/dev/null", O_WRONLY);
         if (nul >= 0 && getenv("DOTDB_TEST_VERBOSE") == NULL)
             dup2(nul, 2);
+        h_fault_env(c);
         if (c->config[0])
             execl(DOTDBD_PATH, "dotdbd", "--db", c->dir, "--foreground", "--config", c->config,
                   (char *)NULL);
