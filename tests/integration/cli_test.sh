@@ -478,5 +478,33 @@ expect_err "stop without a coordinator exits 4" 4 "no coordinator"
 db count users
 expect "autostart restarts the coordinator and the data survived" 0 "2"
 
+# ---- storage: checkpoint, compact, check, backup, restore, recover ------------------
+
+db checkpoint
+expect_match "checkpoint prints its LSN" 0 '"checkpoint_lsn":[0-9]+'
+db compact users
+expect_match "compact C rewrites it" 0 '"collections_written":1'
+db compact no_such
+expect_err "compact of an unknown collection exits 3" 3 'does not exist'
+db check
+expect_match "check of an intact database exits 0" 0 'OK: [0-9]+ segments'
+db backup "$TMP/bk1"
+expect_match "backup prints a summary" 0 '"backup":"'
+db backup "$TMP/bk1"
+expect_err "backup into a non-empty directory exits 1" 1 'not empty'
+db backup
+expect_err "backup without DEST is a usage error" 2 'wrong number of arguments'
+run "$DOTDB" restore "$TMP/bk1" --db "$TMP/restored"
+expect_match "restore SRC --db DIR copies and checks" 0 'OK: [0-9]+ segments'
+run "$DOTDB" --db "$TMP/restored" count users
+expect "the restored database holds the documents" 0 "2"
+run "$DOTDB" --db "$TMP/restored" coordinator stop
+run "$DOTDB" restore "$TMP/bk1" --db "$TMP/restored"
+expect_err "restore into a non-empty directory fails" 1 'not empty'
+run "$DOTDB" restore "$TMP/no-such-backup" --db "$TMP/r2"
+expect_err "restore of a missing backup fails" 1 'not a DotDB backup'
+db recover
+expect_err "recover refuses while the coordinator runs" 1 'stop it first'
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
