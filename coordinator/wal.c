@@ -998,7 +998,7 @@ static bool good_record_after(const struct replay *r, const uint8_t *map, uint64
         const uint8_t *p = map + off;
         uint32_t len = get_u32(p), type = get_u32(p + 4);
         uint64_t lsn = get_u64(p + 8);
-        if (type != WAL_REC_BATCH || len > WAL_MAX_PAYLOAD || lsn <= r->prev_lsn ||
+        if (type == 0 || len > WAL_MAX_PAYLOAD || lsn <= r->prev_lsn ||
             lsn - r->prev_lsn > (UINT64_C(1) << 20))
             continue;
         uint64_t body = rec_body_size(len);

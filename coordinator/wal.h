@@ -28,9 +28,12 @@
  * ends inside it), has a bad checksum, a zero type, a length over the limit
  * or an LSN that does not follow.  If that happens in the LAST segment
  * (a torn tail: the crash cut the final write) the segment is truncated
- * there, fsynced, and replay succeeds with a warning in the info.  If it
- * happens in an earlier segment, acknowledged data after it would be lost,
- * so replay fails with DOTDB_ECORRUPT naming the file and the offset.
+ * there, fsynced, and replay succeeds with a warning in the info - unless
+ * a good record (checksum, nonzero type, an LSN above the last good one)
+ * follows somewhere after it: a crash only cuts a suffix, so a bad record
+ * with good ones behind it is damage.  That, and a bad record in an
+ * earlier segment, would lose acknowledged data after it, so replay fails
+ * with DOTDB_ECORRUPT naming the file and the offset.
  * A segment shorter than its header, or with a bad header, at the end of
  * the log is deleted as a torn creation; elsewhere it is DOTDB_ECORRUPT.
  * "Bad header" here means a wrong magic or checksum in a file no longer

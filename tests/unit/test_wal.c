@@ -663,17 +663,135 @@ Test(wal, lsn_gap_in_last_segment_is_cut)
     wal_close(w);
 }
 
-Test(wal, repeated_lsn_is_cut)
+Test(wal, repeated_last_lsn_is_cut)
 {
-    static const uint64_t lsns[] = {5, 6, 6, 7};
+    static const uint64_t lsns[] = {5, 6, 7, 7};
     wal_replay_info info;
     struct seen s = {0};
     craft_segment(1, lsns, 4);
     wal *w = open_replay(1 << 20, 0, &info, &s);
-    assert_lsns(&s, 5, 6);
+    assert_lsns(&s, 5, 7);
     cr_assert_eq(info.first_lsn, 5);
-    cr_assert_eq(info.truncated_bytes, rec_size_of(6) + rec_size_of(7));
+    cr_assert_eq(info.truncated_bytes, rec_size_of(7));
     wal_close(w);
+}
+
+Test(wal, repeated_lsn_followed_by_good_records_is_corrupt)
+{
+    static const uint64_t lsns[] = {5, 6, 6, 7};
+    char err[512];
+    craft_segment(1, lsns, 4);
+    replay_fails(1 << 20, DOTDB_ECORRUPT, err, sizeof err);
+    char want[64];
+    snprintf(want, sizeof want, "offset %zu", 32 + rec_size_of(5) + rec_size_of(6));
+    cr_assert(strstr(err, want) != NULL, "%s", err);
+}
+
+/*
+ * The tail sweep: for every byte offset of the last three records, each of
+ * truncate there, zero-fill from there, garbage from there, one flipped bit
+ * there, and (per record) a duplicate of the record right after it.  A
+ * damaged tail - nothing good after the damage - is cut with a warning
+ * naming the offset; damage with good records behind it stops replay with
+ * DOTDB_ECORRUPT naming the offset, and leaves the file as it was.
+ */
+enum damage { D_TRUNCATE, D_ZERO, D_GARBAGE, D_FLIP, D_KINDS };
+
+static void sweep_case(const uint8_t *bytes, size_t full, const size_t *rec_off, int nrec,
+                       int kind, size_t off, unsigned *seed, int *cut_cases, int *corrupt_cases)
+{
+    uint8_t *b = malloc(full);
+    cr_assert_not_null(b);
+    memcpy(b, bytes, full);
+    size_t len = full;
+    switch (kind) {
+    case D_TRUNCATE: len = off; break;
+    case D_ZERO: memset(b + off, 0, full - off); break;
+    case D_GARBAGE:
+        for (size_t i = off; i < full; i++)
+            b[i] = (uint8_t)(rand_r(seed) >> 7);
+        break;
+    default: b[off] ^= (uint8_t)(1u << (rand_r(seed) % 8)); break;
+    }
+    write_seg(1, b, len);
+    /* the record the damage starts in */
+    int hit = nrec - 1;
+    while (hit > 0 && rec_off[hit] > off)
+        hit--;
+    /* only a flipped bit leaves the records after it intact */
+    int good_after = kind == D_FLIP && hit < nrec - 1;
+    wal *w = NULL;
+    wal_replay_info info;
+    struct seen s = {0};
+    char err[512], want[64];
+    cr_assert_eq(wal_open(g_dir, 1 << 20, &w, err, sizeof err), DOTDB_OK, "%s", err);
+    int rc = wal_replay(w, 0, collect, &s, &info, err, sizeof err);
+    snprintf(want, sizeof want, "offset %zu", rec_off[hit]);
+    if (good_after) {
+        cr_assert_eq(rc, DOTDB_ECORRUPT, "kind %d at %zu: damage before the tail is refused", kind, off);
+        cr_assert(strstr(err, want) != NULL, "kind %d at %zu: %s", kind, off, err);
+        cr_assert_eq(file_size(1), (long)len, "a refused replay changes nothing");
+        (*corrupt_cases)++;
+    } else {
+        cr_assert_eq(rc, DOTDB_OK, "kind %d at %zu: %s", kind, off, err);
+        cr_assert_eq(s.bad, 0);
+        cr_assert_eq(s.n, (size_t)hit, "kind %d at %zu: the records before the damage are "
+                     "replayed (%zu)", kind, off, s.n);
+        if (len > rec_off[hit]) {
+            cr_assert(strstr(info.warning, want) != NULL, "kind %d at %zu: %s", kind, off, info.warning);
+            (*cut_cases)++;
+        }
+        cr_assert_eq(file_size(1), (long)rec_off[hit]);
+    }
+    wal_close(w);
+    free(b);
+}
+
+Test(wal, tail_damage_sweep_cuts_a_torn_tail_and_refuses_damage_before_it, .timeout = 120)
+{
+    wal_replay_info info;
+    struct seen s = {0};
+    wal *w = open_replay(1 << 20, 0, &info, &s);
+    log_range(w, 1, 6);
+    wal_close(w);
+    size_t full;
+    uint8_t *bytes = read_seg(1, &full);
+    size_t rec_off[6];
+    rec_off[0] = 32;
+    for (int i = 1; i < 6; i++)
+        rec_off[i] = rec_off[i - 1] + rec_size_of((uint64_t)i);
+    cr_assert_eq(rec_off[5] + rec_size_of(6), full);
+    unsigned seed = 7;
+    int cut = 0, corrupt = 0, cases = 0;
+    for (int kind = 0; kind < D_KINDS; kind++)
+        for (size_t off = rec_off[3]; off < full; off++, cases++)
+            sweep_case(bytes, full, rec_off, 6, kind, off, &seed, &cut, &corrupt);
+    /* a duplicated record: at the tail it is cut, before good ones refused */
+    for (int k = 3; k < 6; k++, cases++) {
+        size_t rs = rec_size_of((uint64_t)k + 1), at = rec_off[k] + rs;
+        uint8_t *b = malloc(full + rs);
+        memcpy(b, bytes, at);
+        memcpy(b + at, bytes + rec_off[k], rs);
+        memcpy(b + at + rs, bytes + at, full - at);
+        write_seg(1, b, full + rs);
+        free(b);
+        char err[512];
+        cr_assert_eq(wal_open(g_dir, 1 << 20, &w, err, sizeof err), DOTDB_OK);
+        memset(&s, 0, sizeof s);
+        int rc = wal_replay(w, 0, collect, &s, &info, err, sizeof err);
+        if (k == 5) {
+            cr_assert_eq(rc, DOTDB_OK, "%s", err);
+            cr_assert_eq(s.n, 6);
+            cr_assert_eq(info.truncated_bytes, rs);
+        } else {
+            cr_assert_eq(rc, DOTDB_ECORRUPT, "duplicate of record %d before good ones", k + 1);
+        }
+        wal_close(w);
+    }
+    cr_log_info("tail sweep: %d cases, %d tails cut, %d refused", cases, cut, corrupt);
+    cr_assert_gt(corrupt, 0);
+    cr_assert_gt(cut, 0);
+    free(bytes);
 }
 
 Test(wal, lsn_gap_between_segments_is_corrupt)
