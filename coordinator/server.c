@@ -372,6 +372,8 @@ static void group_commit(server *srv)
             engine_undo(e, written + 1);
             fail_unpublished(srv, written, rc, err);
             fprintf(stderr, "dotdbd: WAL write failed, group undone: %s\n", err);
+            if (wal_is_failed(srv->a->log)) /* an fsync failed (a rotation's): never retried */
+                wal_failed(srv, err);
         } else if (cfg->sync_mode == SYNC_FULL) {
             start_sync(srv);
         } else {

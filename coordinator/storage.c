@@ -332,7 +332,17 @@ static void ckpt_finished(storage *st, st_job *j)
     st->last_bytes = ck->bytes_written;
     char err[600] = "";
     uint64_t removed = 0;
-    int rc = wal_remove_through(st->log, ck->lsn, &removed, err, sizeof err);
+    int rc = DOTDB_OK;
+    if (!ck->durable) {
+        /* Renamed but the directory fsync failed: the old manifest may come
+         * back after a crash, so the WAL since it stays. */
+        setf(st->last_error, sizeof st->last_error, "checkpoint at LSN %" PRIu64 " is in "
+             "place but its directory fsync failed (WAL kept): %s", ck->lsn, ck->err);
+        fprintf(stderr, "dotdbd: warning: %s\n", st->last_error);
+        st->failures++;
+    } else {
+        rc = wal_remove_through(st->log, ck->lsn, &removed, err, sizeof err);
+    }
     if (rc != DOTDB_OK)
         fprintf(stderr, "dotdbd: warning: checkpoint at LSN %" PRIu64 " taken, but old WAL "
                 "segments remain: %s\n", ck->lsn, err);

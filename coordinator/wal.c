@@ -678,6 +678,7 @@ int wal_remove_through(wal *w, uint64_t lsn, uint64_t *removed, char *err, size_
 }
 
 uint64_t wal_first_segno(const wal *w) { return w->first_segno; }
+int wal_is_failed(const wal *w) { return w->failed; }
 uint64_t wal_current_bytes(const wal *w) { return w->seg_bytes; }
 
 uint64_t wal_written_lsn(const wal *w) { return w->written_lsn; }

@@ -172,6 +172,9 @@ int wal_rotate(wal *w, char *err, size_t errlen);
  * removal; the current segment always stays.  *removed counts them. */
 int wal_remove_through(wal *w, uint64_t lsn, uint64_t *removed, char *err, size_t errlen);
 
+/* Nonzero once an fdatasync/fsync failed: the log refuses every write. */
+int wal_is_failed(const wal *w);
+
 /* Oldest segment number present. */
 uint64_t wal_first_segno(const wal *w);
 /* Bytes written to the current segment file (whole records). */

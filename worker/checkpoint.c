@@ -315,9 +315,16 @@ void ckpt_run(ckpt_job *j)
         setf(j->err, sizeof j->err, "cannot fsync %s/collections: %s", j->dir, strerror(errno));
         rc = errno_code(errno);
     }
+    int renamed = 0;
     if (rc == DOTDB_OK)
-        rc = manifest_write(sysfd, j->dir, &j->next, j->err, sizeof j->err);
-    if (rc != DOTDB_OK) {
+        rc = manifest_write(sysfd, j->dir, &j->next, &renamed, j->err, sizeof j->err);
+    if (rc != DOTDB_OK && renamed) {
+        /* The new manifest is in place but maybe not durably: after a crash
+         * either one may be found, so keep everything both name (no
+         * cleanup here, no WAL removal by the caller). */
+        j->durable = 0;
+        rc = DOTDB_OK;
+    } else if (rc != DOTDB_OK) {
         for (size_t i = 0; i < r.nw; i++) {
             char name[SEG_NAME_MAX];
             seg_name(r.w[i].segno, name);
@@ -327,6 +334,7 @@ void ckpt_run(ckpt_job *j)
         if (j->err[0] == 0)
             setf(j->err, sizeof j->err, "%s", dotdb_strerror(rc));
     } else {
+        j->durable = 1;
         char cerr[600];
         (void)ckpt_cleanup(j->dir, &j->next, cerr, sizeof cerr); /* garbage only */
     }

@@ -46,6 +46,7 @@ typedef struct ckpt_job {
     int64_t now_ms;
     /* out */
     int rc;
+    int durable;             /* 0 with rc OK: renamed, but the directory fsync failed */
     char err[700];
     manifest next;           /* the new manifest on success (caller frees) */
     uint64_t colls_written, colls_kept, docs_written, bytes_written, raw_written;

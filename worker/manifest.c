@@ -329,8 +329,11 @@ static int render(const manifest *m, char **out, size_t *out_len)
     return DOTDB_OK;
 }
 
-int manifest_write(int sysdir_fd, const char *dir, const manifest *m, char *err, size_t errlen)
+int manifest_write(int sysdir_fd, const char *dir, const manifest *m, int *renamed_out, char *err,
+                   size_t errlen)
 {
+    if (renamed_out)
+        *renamed_out = 0;
     static const char tmp[] = MANIFEST_NAME ".tmp";
     char *text = NULL;
     size_t len = 0;
@@ -373,6 +376,8 @@ int manifest_write(int sysdir_fd, const char *dir, const manifest *m, char *err,
     int renamed = 0;
     if (e == 0)
         renamed = 1;
+    if (renamed_out)
+        *renamed_out = renamed;
     if (e == 0 && fsync(sysdir_fd) != 0) {
         /* The rename may or may not be durable: the caller must treat the
          * checkpoint as not taken (and keep the WAL it covers). */

@@ -64,8 +64,12 @@ typedef struct manifest {
 int manifest_read(const char *dir, manifest *m, char *err, size_t errlen);
 
 /* Write *m atomically (see above).  sysdir_fd: DIR/system, open.  err names
- * the step that failed; the old manifest is then still in place. */
-int manifest_write(int sysdir_fd, const char *dir, const manifest *m, char *err, size_t errlen);
+ * the step that failed.  *renamed (may be NULL) tells whether the rename
+ * happened: if it did and only the directory fsync failed, the new
+ * manifest is in place but may not survive a crash, so both it and the old
+ * one must stay loadable (keep every segment and the WAL since the old). */
+int manifest_write(int sysdir_fd, const char *dir, const manifest *m, int *renamed, char *err,
+                   size_t errlen);
 
 /* Deep copy / free (NULL ok; *m zeroed). */
 int manifest_copy(const manifest *src, manifest *dst);

@@ -10,7 +10,10 @@
  * calls on a descriptor the path is read from /proc/self/fd.  The control
  * file is read again on every call, so a test turns faults on and off
  * while the process runs.  Counting state is kept per line number, in
- * this process.
+ * this process, and starts again whenever the control file changes (so
+ * "SKIP" means "the SKIP+1-th call from now").  Each injected failure is
+ * appended as a line "OP PATH ERRNO" to $DOTDB_FAULT_LOG when set, so a
+ * test knows whether its fault fired.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -38,6 +41,15 @@ static int should_fail(const char *op, const char *path)
         return 0;
     in_shim = 1;
     int fail = 0;
+    static struct timespec last_mtime;
+    static off_t last_size = -1;
+    struct stat st;
+    if (stat(ctl, &st) == 0 && (st.st_mtim.tv_sec != last_mtime.tv_sec ||
+                                st.st_mtim.tv_nsec != last_mtime.tv_nsec || st.st_size != last_size)) {
+        memset(hits, 0, sizeof hits);
+        last_mtime = st.st_mtim;
+        last_size = st.st_size;
+    }
     FILE *f = fopen(ctl, "re");
     if (f != NULL) {
         char line[512];
@@ -57,6 +69,16 @@ static int should_fail(const char *op, const char *path)
             n++;
         }
         fclose(f);
+    }
+    const char *log = getenv("DOTDB_FAULT_LOG");
+    if (fail && log) {
+        int e = errno;
+        FILE *lf = fopen(log, "ae");
+        if (lf) {
+            fprintf(lf, "%s %s %d\n", op, path, e);
+            fclose(lf);
+        }
+        errno = e;
     }
     in_shim = 0;
     return fail;
@@ -149,4 +171,20 @@ int openat(int dfd, const char *p, int flags, ...)
     if ((flags & O_CREAT) && should_fail("open", full))
         return -1;
     return NEXT(openat)(dfd, p, flags, mode);
+}
+
+int posix_fallocate(int fd, off_t off, off_t len)
+{
+    char b[4096];
+    if (should_fail("fallocate", fd_path(fd, b, sizeof b)))
+        return errno; /* posix_fallocate returns the error */
+    return NEXT(posix_fallocate)(fd, off, len);
+}
+
+int ftruncate(int fd, off_t len)
+{
+    char b[4096];
+    if (should_fail("ftruncate", fd_path(fd, b, sizeof b)))
+        return -1;
+    return NEXT(ftruncate)(fd, len);
 }

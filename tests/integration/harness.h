@@ -78,7 +78,10 @@ static inline void h_fault_env(const coord *c)
 {
 #ifdef DOTDB_FAULTFS_PATH
     if (c->fault_ctl[0]) {
+        char log[340];
+        snprintf(log, sizeof log, "%s.log", c->fault_ctl);
         setenv("DOTDB_FAULT_CTL", c->fault_ctl, 1);
+        setenv("DOTDB_FAULT_LOG", log, 1);
         setenv("LD_PRELOAD", DOTDB_FAULTFS_PATH, 1);
         const char *a = getenv("ASAN_OPTIONS");
         char opts[600];
@@ -88,6 +91,22 @@ static inline void h_fault_env(const coord *c)
 #else
     (void)c;
 #endif
+}
+
+/* How many faults fired since the last call (the shim's log, emptied). */
+static inline int h_faults_fired(const coord *c)
+{
+    char log[340], line[4200];
+    snprintf(log, sizeof log, "%s.log", c->fault_ctl);
+    FILE *f = fopen(log, "r");
+    int n = 0;
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            n++;
+        fclose(f);
+        unlink(log);
+    }
+    return n;
 }
 
 /* Write the fault control file (NULL: remove it, faults off). */
