@@ -202,7 +202,15 @@ static int check_conflict(apply_ctx *ax, const shm_cat_entry *ce, uint64_t head)
     if (ax->snapshot == 0)
         return 0;
     const shm_version *h = region_ptr(ax->e->r, head);
-    if (ce->create_lsn > ax->snapshot || (h && h->begin_lsn > ax->snapshot)) {
+    /* A collection this very batch created (create_lsn == lsn) is no
+     * conflict: the transaction's first write into a new collection. */
+    if (ce->create_lsn > ax->snapshot && ce->create_lsn != ax->lsn) {
+        snprintf(ax->err, ax->errlen,
+                 "transaction conflict: collection \"%.*s\" was created after snapshot %" PRIu64,
+                 (int)ce->name_len, ce->name, ax->snapshot);
+        return DOTDB_ECONFLICT;
+    }
+    if (h && h->begin_lsn > ax->snapshot) {
         snprintf(ax->err, ax->errlen,
                  "transaction conflict: document \"%.*s\" in \"%.*s\" changed after snapshot %" PRIu64,
                  h ? (int)h->id_len : 0, h ? ver_id(h) : "", (int)ce->name_len, ce->name,

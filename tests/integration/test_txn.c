@@ -1,0 +1,176 @@
+/*
+ * test_txn.c - optimistic transactions against a real coordinator:
+ * atomic batches, snapshot reads, write-write and (serializable)
+ * read-write conflicts, aborts, and transactions that create collections.
+ */
+#include "harness.h"
+
+static long view_v(dotdb_txn *t, const char *coll, const char *id)
+{
+    dotdb_doc d;
+    int rc = dotdb_txn_get(t, coll, id, &d);
+    if (rc != DOTDB_OK)
+        return rc == DOTDB_ENOTFOUND || rc == DOTDB_ENOCOLL ? -1 : -100 + rc;
+    dotdb_value v;
+    cr_assert_eq(dotdb_doc_get(&d, "v", &v), DOTDB_OK);
+    return (long)v.i;
+}
+
+static void tput(dotdb_txn *t, const char *coll, const char *id, long v)
+{
+    char doc[128];
+    int n = snprintf(doc, sizeof doc, "{\"id\":\"%s\",\"v\":%ld}", id, v);
+    cr_assert_eq(dotdb_txn_put(t, coll, doc, (size_t)n, NULL), DOTDB_OK);
+}
+
+static void put(dotdb *db, const char *coll, const char *id, long v)
+{
+    char doc[128];
+    int n = snprintf(doc, sizeof doc, "{\"id\":\"%s\",\"v\":%ld}", id, v);
+    cr_assert_eq(dotdb_put(db, coll, doc, (size_t)n, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+}
+
+static long get_v(dotdb *db, const char *coll, const char *id)
+{
+    dotdb_txn *t;
+    cr_assert_eq(dotdb_txn_begin(db, DOTDB_TXN_READONLY, &t), DOTDB_OK);
+    long v = view_v(t, coll, id);
+    dotdb_txn_abort(t);
+    return v;
+}
+
+Test(txn, a_transaction_into_a_new_collection_commits_atomically, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    dotdb_txn *t;
+    cr_assert_eq(dotdb_txn_begin(db, 0, &t), DOTDB_OK);
+    tput(t, "fresh", "a", 1);
+    tput(t, "fresh", "b", 2);
+    tput(t, "other_fresh", "c", 3);
+    cr_expect_eq(view_v(t, "fresh", "a"), 1, "a transaction reads its own buffered writes");
+    cr_assert_eq(dotdb_txn_commit(t), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_expect_eq(get_v(db, "fresh", "a"), 1);
+    cr_expect_eq(get_v(db, "fresh", "b"), 2);
+    cr_expect_eq(get_v(db, "other_fresh", "c"), 3);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(txn, write_write_conflict_fails_the_later_commit_and_stores_nothing, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *a = h_open(&c), *b = h_open(&c);
+    put(a, "acct", "x", 100);
+    put(a, "acct", "y", 0);
+    dotdb_txn *ta, *tb;
+    cr_assert_eq(dotdb_txn_begin(a, 0, &ta), DOTDB_OK);
+    cr_assert_eq(dotdb_txn_begin(b, 0, &tb), DOTDB_OK);
+    /* both move money from x; only one may win */
+    tput(ta, "acct", "x", view_v(ta, "acct", "x") - 10);
+    tput(ta, "acct", "y", view_v(ta, "acct", "y") + 10);
+    tput(tb, "acct", "x", view_v(tb, "acct", "x") - 30);
+    tput(tb, "acct", "z", 30);
+    cr_assert_eq(dotdb_txn_commit(ta), DOTDB_OK);
+    int rc = dotdb_txn_commit(tb);
+    cr_assert_eq(rc, DOTDB_ECONFLICT, "the second writer of x conflicts: %s", dotdb_strerror(rc));
+    cr_expect(strstr(dotdb_errmsg(b), "\"x\"") != NULL, "the message names the document: %s",
+              dotdb_errmsg(b));
+    cr_expect_eq(get_v(a, "acct", "x"), 90);
+    cr_expect_eq(get_v(a, "acct", "y"), 10);
+    cr_expect_eq(get_v(a, "acct", "z"), -1, "nothing of the failed transaction is stored");
+    dotdb_close(a);
+    dotdb_close(b);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(txn, snapshot_reads_repeat_while_another_process_writes, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    put(db, "s", "k", 1);
+    dotdb_txn *t;
+    cr_assert_eq(dotdb_txn_begin(db, DOTDB_TXN_READONLY, &t), DOTDB_OK);
+    cr_assert_eq(view_v(t, "s", "k"), 1);
+    pid_t p = fork();
+    if (p == 0) {
+        dotdb *w = h_open(&c);
+        for (int i = 2; i <= 50; i++)
+            put(w, "s", "k", i);
+        put(w, "s", "new", 1);
+        dotdb_close(w);
+        _exit(0);
+    }
+    h_wait(p);
+    cr_expect_eq(view_v(t, "s", "k"), 1, "the snapshot does not move");
+    cr_expect_eq(view_v(t, "s", "new"), -1, "nor sees later documents");
+    dotdb_txn_abort(t);
+    cr_expect_eq(get_v(db, "s", "k"), 50, "a new snapshot sees the other process's writes");
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(txn, serializable_transactions_conflict_on_what_they_read, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    put(db, "s", "limit", 5);
+    put(db, "s", "used", 0);
+    /* snapshot isolation allows write skew; serializable does not */
+    dotdb_txn *t;
+    cr_assert_eq(dotdb_txn_begin(db, 0, &t), DOTDB_OK);
+    long lim = view_v(t, "s", "limit");
+    put(db, "s", "limit", 1); /* changed after t's snapshot, t only read it */
+    tput(t, "s", "used", lim);
+    cr_expect_eq(dotdb_txn_commit(t), DOTDB_OK, "snapshot isolation: reads are not checked");
+    cr_assert_eq(dotdb_txn_begin(db, DOTDB_TXN_SERIALIZABLE, &t), DOTDB_OK);
+    lim = view_v(t, "s", "limit");
+    put(db, "s", "limit", 2);
+    tput(t, "s", "used", lim);
+    cr_expect_eq(dotdb_txn_commit(t), DOTDB_ECONFLICT, "serializable: a changed read conflicts");
+    cr_expect_eq(get_v(db, "s", "used"), 5);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(txn, abort_and_delete_and_a_collection_created_after_the_snapshot, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    put(db, "d", "gone", 1);
+    dotdb_txn *t;
+    cr_assert_eq(dotdb_txn_begin(db, 0, &t), DOTDB_OK);
+    tput(t, "d", "kept", 1);
+    cr_assert_eq(dotdb_txn_delete(t, "d", "gone"), DOTDB_OK);
+    dotdb_txn_abort(t);
+    cr_expect_eq(get_v(db, "d", "gone"), 1, "an aborted transaction changes nothing");
+    cr_expect_eq(get_v(db, "d", "kept"), -1);
+    cr_assert_eq(dotdb_txn_begin(db, 0, &t), DOTDB_OK);
+    cr_assert_eq(dotdb_txn_delete(t, "d", "gone"), DOTDB_OK);
+    cr_assert_eq(dotdb_txn_commit(t), DOTDB_OK);
+    cr_expect_eq(get_v(db, "d", "gone"), -1);
+    /* another process creates "late" after t's snapshot: t's write into it conflicts */
+    cr_assert_eq(dotdb_txn_begin(db, 0, &t), DOTDB_OK);
+    put(db, "late", "a", 1);
+    tput(t, "late", "b", 2);
+    cr_expect_eq(dotdb_txn_commit(t), DOTDB_ECONFLICT);
+    cr_expect(strstr(dotdb_errmsg(db), "created after snapshot") != NULL, "%s", dotdb_errmsg(db));
+    cr_expect_eq(get_v(db, "late", "b"), -1);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
