@@ -170,8 +170,9 @@ Test(storage, unchanged_collections_keep_their_segments, .timeout = 60)
     cr_expect_eq(jnum(r, "collections_written"), 1);
     cJSON_Delete(r);
     cr_expect_neq(stat(seg, &after), 0, "the old segment of b is removed after compaction");
-    cr_expect_eq(dotdb_checkpoint(db, DOTDB_CHECKPOINT_COMPACT, "nope", &(char *){NULL}, NULL),
-                 DOTDB_ENOCOLL);
+    char *none = NULL;
+    cr_expect_eq(dotdb_checkpoint(db, DOTDB_CHECKPOINT_COMPACT, "nope", &none, NULL), DOTDB_ENOCOLL);
+    dotdb_free(none);
     dotdb_close(db);
     h_stop(&c);
     h_cleanup(&c);
