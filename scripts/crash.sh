@@ -21,3 +21,10 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_WERROR=ON >/dev
 cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target dotdbd crash_matrix >/dev/null
 echo "crash.sh: $points kill points, seed $seed"
 "$build/tests/crash_matrix" --dotdbd "$build/dotdbd" --rounds "$points" --seed "$seed"
+
+# Simulated power loss: every I/O call of a short workload as a crash
+# point, in the drop, garbage and mixed modes (CI samples every ~40th).
+cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target test_powerloss dotdb_powerloss >/dev/null
+echo "crash.sh: power loss at every I/O call of the workload"
+set -o pipefail
+DOTDB_POWERLOSS_STEP=1 "$build/tests/test_powerloss" --jobs 1 --verbose 2>&1 | grep -E "power loss|Synthesis|FAIL|Assert|^\[----\] "
