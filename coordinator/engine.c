@@ -934,7 +934,8 @@ void engine_reclaim(engine *e, uint64_t min_active)
 
 /* ---- statistics ---- */
 
-static int coll_json(engine *e, const shm_cat_entry *ce, dbuf *out)
+static int coll_json(engine *e, const shm_cat_entry *ce, engine_json_extra extra, void *ctx,
+                     dbuf *out)
 {
     shm_coll *c = coll_ptr(e, ce);
     shm_table *t = region_ptr(e->r, atomic_load(&c->table_off));
@@ -942,18 +943,27 @@ static int coll_json(engine *e, const shm_cat_entry *ce, dbuf *out)
     int n = snprintf(buf, sizeof buf,
                      "{\"name\":\"%.*s\",\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64
                      ",\"versions\":%" PRIu64 ",\"index_slots\":%" PRIu64
-                     ",\"created_lsn\":%" PRIu64 "}",
+                     ",\"created_lsn\":%" PRIu64,
                      (int)ce->name_len, ce->name, atomic_load(&c->live_docs),
                      atomic_load(&c->live_bytes), atomic_load(&c->versions), t->nslots,
                      ce->create_lsn);
-    return dbuf_append(out, buf, (size_t)n);
+    int rc = dbuf_append(out, buf, (size_t)n);
+    if (rc == 0 && extra)
+        rc = extra(ctx, ce->name, ce->name_len, out);
+    return rc ? rc : dbuf_putc(out, '}');
 }
 
 int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out)
 {
+    return engine_stats_json_ex(e, coll, coll_len, NULL, NULL, out);
+}
+
+int engine_stats_json_ex(engine *e, const char *coll, size_t coll_len, engine_json_extra extra,
+                         void *ctx, dbuf *out)
+{
     if (coll) {
         shm_cat_entry *ce = catalog_find_live(e->r, coll, coll_len);
-        return ce ? coll_json(e, ce, out) : DOTDB_ENOCOLL;
+        return ce ? coll_json(e, ce, extra, ctx, out) : DOTDB_ENOCOLL;
     }
     shm_catalog *cat = catalog_current(e->r);
     int rc = dbuf_putc(out, '[');
@@ -965,7 +975,7 @@ int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out)
             rc = dbuf_putc(out, ',');
         first = 0;
         if (rc == 0)
-            rc = coll_json(e, &cat->entries[i], out);
+            rc = coll_json(e, &cat->entries[i], extra, ctx, out);
     }
     return rc ? rc : dbuf_putc(out, ']');
 }

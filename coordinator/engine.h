@@ -100,6 +100,11 @@ int engine_load_doc(engine *e, const char *name, size_t len, const uint8_t *doc,
 /* Append a JSON object with per-collection statistics to out (coll NULL:
  * an array of all collections; otherwise the one named, DOTDB_ENOCOLL). */
 int engine_stats_json(engine *e, const char *coll, size_t coll_len, dbuf *out);
+/* The same, calling extra(ctx, name, len, out) inside each collection's
+ * object to append more members (",\"key\":value..."). */
+typedef int (*engine_json_extra)(void *ctx, const char *name, size_t len, dbuf *out);
+int engine_stats_json_ex(engine *e, const char *coll, size_t coll_len, engine_json_extra extra,
+                         void *ctx, dbuf *out);
 /* Append the JSON statistics of the data object (memory) to out. */
 int engine_memory_json(engine *e, dbuf *out);
 

@@ -580,7 +580,7 @@ static int server_stats_json(server *srv, dbuf *out)
     if (rc == 0)
         rc = dbuf_append(out, ",\"collections\":", 15);
     if (rc == 0)
-        rc = engine_stats_json(srv->a->eng, NULL, 0, out);
+        rc = engine_stats_json_ex(srv->a->eng, NULL, 0, storage_coll_json, srv->st, out);
     return rc ? rc : dbuf_putc(out, '}');
 }
 
@@ -588,7 +588,8 @@ static void handle_stats(session *s, const wire_hdr *h, const uint8_t *p)
 {
     dbuf out;
     dbuf_init(&out);
-    int rc = h->len ? engine_stats_json(s->srv->a->eng, (const char *)p, h->len, &out)
+    int rc = h->len ? engine_stats_json_ex(s->srv->a->eng, (const char *)p, h->len,
+                                           storage_coll_json, s->srv->st, &out)
                     : server_stats_json(s->srv, &out);
     if (rc == DOTDB_ENOCOLL) {
         char msg[200];

@@ -669,6 +669,28 @@ int storage_stats_json(const storage *st, dbuf *out)
     return rc ? rc : dbuf_append(out, "}}", 2);
 }
 
+int storage_coll_json(void *ctx, const char *name, size_t len, dbuf *out)
+{
+    const storage *st = ctx;
+    char key[65];
+    snprintf(key, sizeof key, "%.*s", (int)(len < 64 ? len : 64), name);
+    const mf_coll *c = manifest_find(&st->mf, key);
+    uint64_t disk = 0, raw = 0;
+    for (size_t k = 0; c && k < c->nsegs; k++) {
+        disk += c->segs[k].size;
+        raw += c->segs[k].raw_bytes;
+    }
+    char b[400];
+    int n = snprintf(b, sizeof b,
+                     ",\"disk_bytes\":%" PRIu64 ",\"disk_raw_bytes\":%" PRIu64 ",\"segments\":%zu"
+                     ",\"compression_ratio\":%.3f,\"checkpoint_lsn\":%" PRIu64
+                     ",\"checkpoint_age_s\":%.1f",
+                     disk, raw, c ? c->nsegs : (size_t)0, disk ? (double)raw / (double)disk : 0.0,
+                     c ? st->mf.checkpoint_lsn : 0,
+                     c ? (double)(mono_ns() - st->last_ckpt_ns) / 1e9 : 0.0);
+    return dbuf_append(out, b, (size_t)n);
+}
+
 void storage_write_stats(const storage *st, const char *text, size_t len)
 {
     char tmp[4200], dst[4200];

@@ -70,6 +70,11 @@ int storage_checkpoint_now(storage *st, char *err, size_t errlen);
  *  "raw_bytes", "segments", "compression_ratio"}}} appended to out. */
 int storage_stats_json(const storage *st, dbuf *out);
 
+/* engine_json_extra for one collection: ",\"disk_bytes\":N,\"disk_raw_bytes\":N,
+ * \"segments\":N,\"compression_ratio\":R,\"checkpoint_lsn\":L,
+ * \"checkpoint_age_s\":S" (zeros when the checkpoint does not hold it yet). */
+int storage_coll_json(void *st, const char *name, size_t len, dbuf *out);
+
 /* Write text (the whole stats JSON) to DIR/system/stats.json (tmp +
  * rename; statistics need no fsync). */
 void storage_write_stats(const storage *st, const char *text, size_t len);
