@@ -5,7 +5,7 @@
 #   scripts/setup.sh --bench    also the benchmark peers (LMDB, SQLite, Redis)
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev libpcre2-dev strace)
+pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev libpcre2-dev strace valgrind)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox)
 fi
