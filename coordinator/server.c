@@ -1017,14 +1017,14 @@ static void expire_partial_frames(server *srv)
             continue;
         char msg[200];
         wire_hdr h = {0};
-        if (!s->hello_done && s->in.len == 0)
+        if (!s->hello_done && s->in.len == 0) {
             snprintf(msg, sizeof msg, "no handshake within memory.frame_timeout_ms (%" PRIu64
                      " ms)", srv->a->cfg->frame_timeout_ms);
-        else if (s->in.len < WIRE_HDR_SIZE)
+        } else if (s->in.len < WIRE_HDR_SIZE) {
             snprintf(msg, sizeof msg, "incomplete frame: %zu of the %u header bytes within "
                      "memory.frame_timeout_ms (%" PRIu64 " ms)", s->in.len, WIRE_HDR_SIZE,
                      srv->a->cfg->frame_timeout_ms);
-        else {
+        } else {
             wire_hdr_get(s->in.data, &h);
             snprintf(msg, sizeof msg, "incomplete frame: %zu of %" PRIu64 " bytes within "
                      "memory.frame_timeout_ms (%" PRIu64 " ms)", s->in.len,
@@ -1140,18 +1140,21 @@ static uint64_t open_fd_count(void)
 static void fit_fd_limit(server *srv)
 {
     const dotdb_config *cfg = srv->a->cfg;
-    uint64_t used = open_fd_count() + FD_RESERVE;
+    uint64_t open = open_fd_count(), reserve = FD_RESERVE;
     struct rlimit rl;
     srv->fd_conn_limit = UINT64_MAX;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return;
-    rlim_t want = (rlim_t)(cfg->max_connections + used);
+    rlim_t want = (rlim_t)(cfg->max_connections + open + reserve);
     if (rl.rlim_cur < want) {
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
-    srv->fd_conn_limit = rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 0;
+    uint64_t limit = (uint64_t)rl.rlim_cur;
+    if (limit < open + 2 * reserve) /* a tight limit: share what is left */
+        reserve = limit > open ? (limit - open) / 2 : 0;
+    srv->fd_conn_limit = limit > open + reserve ? limit - open - reserve : 0;
     if (srv->fd_conn_limit < cfg->max_connections)
         fprintf(stderr, "dotdbd: warning: memory.max_connections is %" PRIu64 " but the "
                 "descriptor limit (RLIMIT_NOFILE %llu) leaves room for %" PRIu64 " connections\n",
