@@ -129,6 +129,10 @@ static const struct cfg_key config_keys[] = {
            "background threads (WAL flushing, checkpoints, index builds)"),
     K_UINT("memory.max_snapshot_age_ms", max_snapshot_age_ms, 0, 0, UINT64_C(31536000000), 0,
            "oldest a client snapshot may get before it is expired; 0: unbounded"),
+    K_UINT("memory.frame_timeout_ms", frame_timeout_ms, 10000, 10, 3600000, 0,
+           "longest a connection may take to send its handshake or the rest of a frame it "
+           "has started; then it gets an error and is closed (an idle connection between "
+           "frames is never closed)"),
     K_BOOL("indexing.auto_index", auto_index, 1, "create indexes for frequently queried fields"),
     K_SIZE("indexing.index_cache_size", index_cache_size, 128 * MiB, 0, 1 * TiB, 0,
            "memory for cached persisted indexes"),
@@ -137,9 +141,11 @@ static const struct cfg_key config_keys[] = {
     K_UINT("indexing.hash_bucket_count", hash_bucket_count, 1024, 16, UINT64_C(1) << 30,
            CFG_POW2, "initial slots of a collection's primary hash table"),
     K_SIZE("limits.max_document_size", max_document_size, 16 * MiB, 1 * KiB, 256 * MiB, 0,
-           "largest document accepted, in its JSON form"),
+           "largest document accepted, both as JSON text and in its binary encoding"),
     K_UINT("limits.max_depth", max_depth, 100, 1, 1000, 0,
            "deepest nesting of objects and arrays in a document"),
+    K_UINT("limits.max_fields", max_fields, 100000, 1, UINT32_MAX, 0,
+           "most members of one object in a document (each nested object counted on its own)"),
     {.name = "security.allowed_uids", .type = CFG_UIDS,
      FIELD_CHECKED(allowed_uids[0], uint32_t),
      .help = "numeric user ids allowed to connect besides the database owner "

@@ -53,6 +53,7 @@ typedef struct dotdb_config {
     uint64_t max_connections;    /* default 1000 */
     uint64_t worker_threads;     /* default 2 */
     uint64_t max_snapshot_age_ms;   /* 0 = unbounded (default) */
+    uint64_t frame_timeout_ms;   /* a started frame or handshake must arrive whole within this, default 10000 */
     /* indexing */
     int auto_index;              /* bool, default true */
     uint64_t index_cache_size;   /* default 128MB */
@@ -61,6 +62,7 @@ typedef struct dotdb_config {
     /* limits */
     uint64_t max_document_size;  /* default 16MB */
     uint64_t max_depth;          /* default 100 */
+    uint64_t max_fields;         /* members of one object, default 100000 */
     /* security */
     uint32_t allowed_uids[CONFIG_MAX_UIDS];
     int n_allowed_uids;

@@ -296,8 +296,9 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
                  op->doc_len, e->cfg->max_document_size);
         return DOTDB_ETOOBIG;
     }
-    int rc = codec_validate_doc(op->doc, op->doc_len, (int)e->cfg->max_depth, &id, &id_len,
-                                ax->err, ax->errlen);
+    int rc = codec_validate_doc_lim(op->doc, op->doc_len, (int)e->cfg->max_depth,
+                                    (uint32_t)e->cfg->max_fields, &id, &id_len, ax->err,
+                                    ax->errlen);
     if (rc != 0)
         return rc;
     if (op->id_len && (op->id_len != id_len || memcmp(op->id, id, id_len) != 0)) {
@@ -410,8 +411,9 @@ static int put_resolved(apply_ctx *ax, shm_cat_entry *ce, const batch_op *op, co
                  "limits.max_document_size (%" PRIu64 ")", len, e->cfg->max_document_size);
         return DOTDB_ETOOBIG;
     }
-    int rc = codec_validate_doc(doc, len, (int)e->cfg->max_depth, &id, &id_len, ax->err,
-                                ax->errlen);
+    int rc = codec_validate_doc_lim(doc, len, (int)e->cfg->max_depth,
+                                    (uint32_t)e->cfg->max_fields, &id, &id_len, ax->err,
+                                    ax->errlen);
     if (rc != 0)
         return rc;
     rc = link_version(ax, ce, id, id_len, (size_t)(id - (const char *)doc), doc, len);

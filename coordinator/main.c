@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -168,6 +169,23 @@ static int prepare_dir(const char *dir, char *abs, size_t abslen)
         return -1;
     }
     return check_local_fs(abs);
+}
+
+/* security.group as a gid: a group name or a number.  -1 with a message
+ * when it names no group. */
+static long resolve_group(const char *name)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(name, &end, 10);
+    if (*name && *end == 0 && errno == 0 && n < (unsigned long)(gid_t)-1)
+        return (long)n;
+    struct group *g = getgrnam(name);
+    if (g == NULL) {
+        fprintf(stderr, "dotdbd: security.group: no group named \"%s\"\n", name);
+        return -1;
+    }
+    return (long)g->gr_gid;
 }
 
 static int load_config(const opts *o, const char *dir, dotdb_config *cfg)
@@ -352,6 +370,16 @@ int main(int argc, char **argv)
     }
     if (load_config(&o, dir, &cfg) != 0)
         return EXIT_CONFIG;
+    long group_gid = cfg.group[0] ? resolve_group(cfg.group) : -1;
+    if (cfg.group[0] && group_gid < 0)
+        return EXIT_CONFIG;
+    /* The group first: 0750 must never apply to whichever group the
+     * directory happened to have. */
+    if (group_gid >= 0 && chown(dir, (uid_t)-1, (gid_t)group_gid) != 0) {
+        fprintf(stderr, "dotdbd: cannot give group %s access to %s: %s\n", cfg.group, dir,
+                strerror(errno));
+        return 1;
+    }
     if (chmod(dir, cfg.group[0] ? 0750 : 0700) != 0)
         fprintf(stderr, "dotdbd: warning: cannot chmod %s: %s\n", dir, strerror(errno));
     char sysdir[PATH_MAX + 16], waldir[PATH_MAX + 16];
@@ -451,7 +479,7 @@ int main(int argc, char **argv)
         goto fail;
     fputs(note, stderr); /* into DIR/dotdbd.log when detached */
     server_args sa = {.cfg = &cfg, .dir = dir, .eng = eng, .log = log, .lock = &lock,
-                      .ready_fd = ready_fd, .mf = &mf};
+                      .ready_fd = ready_fd, .mf = &mf, .group_gid = group_gid};
     rc = server_run(&sa);
     wal_close(log);
     engine_destroy(eng);

@@ -19,6 +19,7 @@
  */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,6 +60,11 @@ typedef struct session {
     size_t out_pos;
     rdr_page *slots;        /* this connection's reader slots (I8) */
     uint64_t ousted_mask;   /* slots expired by max_snapshot_age */
+    /* What each ousted slot held (snapshot LSN, start time), kept here and
+     * not in the client's writable page: the slot is ignored while it
+     * still holds exactly that snapshot. */
+    uint64_t ousted_lsn[RDR_SLOTS], ousted_started[RDR_SLOTS];
+    uint64_t partial_since_ns; /* handshake or a frame incomplete since then; 0: none */
     uint32_t conn_id;
     pid_t pid;
     uid_t uid;
@@ -89,6 +96,10 @@ typedef struct server {
     char fail_reason[600];
     uint64_t last_sync_ns;
     uint64_t groups, batches, syncs;
+    uint64_t ousted;        /* snapshots expired by max_snapshot_age */
+    uint64_t frame_timeouts; /* connections closed by frame_timeout_ms */
+    int accept_paused;      /* out of descriptors: accept again at the next tick */
+    uint64_t fd_conn_limit; /* connections the descriptor limit leaves room for */
     time_t started;
     engine_out apply_out;   /* reused by every batch */
     storage *st;            /* checkpoints and backups */
@@ -212,6 +223,18 @@ static void fail_unpublished(server *srv, uint64_t published, int status, const 
     }
 }
 
+/* Does slot i of s still hold the snapshot that was ousted?  The page is
+ * the client's to scribble on, so this compares with what we recorded. */
+static int slot_is_ousted(const session *s, uint32_t i, uint64_t lsn)
+{
+    if (!((s->ousted_mask >> i) & 1) || lsn != s->ousted_lsn[i])
+        return 0;
+    /* Loaded after snapshot_lsn: a snapshot begun again at the same LSN
+     * has stored a new start time before it, and so is not ignored. */
+    return atomic_load_explicit(&s->slots->slots[i].started_ns, memory_order_seq_cst) ==
+           s->ousted_started[i];
+}
+
 static uint64_t min_active_snapshot(server *srv)
 {
     uint64_t min = UINT64_MAX;
@@ -224,8 +247,7 @@ static uint64_t min_active_snapshot(server *srv)
         }
         for (uint32_t i = 0; i < RDR_SLOTS; i++) {
             uint64_t v = atomic_load_explicit(&s->slots->slots[i].snapshot_lsn, memory_order_seq_cst);
-            uint64_t ousted = atomic_load_explicit(&s->slots->slots[i].ousted_lsn, memory_order_relaxed);
-            if (v != 0 && !((s->ousted_mask >> i) & 1 && v == ousted) && v < min)
+            if (v != 0 && v < min && !slot_is_ousted(s, i, v))
                 min = v;
         }
     }
@@ -394,17 +416,27 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 /* ---- requests ---- */
 
-static int send_hello(session *s, uint32_t req_id)
+/* The handshake response and its descriptors.  *setup_errno: why the
+ * descriptors could not be made (0 when sending failed: the peer left). */
+static int send_hello(session *s, uint32_t req_id, int *setup_errno)
 {
     server *srv = s->srv;
     int rc = DOTDB_EOS;
-    int slot_fd = memfd_create("dotdb-readers", MFD_CLOEXEC);
+    *setup_errno = 0;
+    int slot_fd = memfd_create("dotdb-readers", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     int live_fd = lockfile_open_readonly(srv->a->lock);
-    if (slot_fd < 0 || live_fd < 0 || ftruncate(slot_fd, RDR_PAGE_SIZE) != 0)
+    /* The client may write its page but never resize it: a shrunk page
+     * would fault (SIGBUS) in our next reclamation scan. */
+    if (slot_fd < 0 || live_fd < 0 || ftruncate(slot_fd, RDR_PAGE_SIZE) != 0 ||
+        fcntl(slot_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        *setup_errno = errno;
         goto out;
+    }
     void *p = mmap(NULL, RDR_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+        *setup_errno = errno;
         goto out;
+    }
     s->slots = p;
     s->slots->magic = RDR_MAGIC;
     s->slots->nslots = RDR_SLOTS;
@@ -469,7 +501,14 @@ static void handle_hello(session *s, const wire_hdr *h, const uint8_t *p)
         s->closing = 1;
         return;
     }
-    if (send_hello(s, h->req_id) != 0) {
+    int e;
+    if (send_hello(s, h->req_id, &e) != 0) {
+        if (e) {
+            snprintf(msg, sizeof msg, "the coordinator cannot set up this connection's shared "
+                     "memory: %s", strerror(e));
+            queue_error(s, h->req_id, WIRE_OP_HELLO, e == EMFILE || e == ENFILE ? DOTDB_ETOOMANY
+                                                                                : DOTDB_EOS, msg);
+        }
         s->closing = 1;
         return;
     }
@@ -539,9 +578,11 @@ static int snapshots_json(server *srv, dbuf *out)
             uint64_t st = atomic_load(&s->slots->slots[i].started_ns);
             char b[200];
             int n = snprintf(b, sizeof b,
-                             "%s{\"pid\":%d,\"connection\":%u,\"lsn\":%" PRIu64 ",\"age_ms\":%" PRIu64 "}",
+                             "%s{\"pid\":%d,\"connection\":%u,\"lsn\":%" PRIu64 ",\"age_ms\":%" PRIu64
+                             ",\"ousted\":%s}",
                              first ? "" : ",", (int)s->pid, s->conn_id, lsn,
-                             st && now > st ? (now - st) / 1000000 : 0);
+                             st && now > st ? (now - st) / 1000000 : 0,
+                             slot_is_ousted(s, i, lsn) ? "true" : "false");
             first = 0;
             rc = dbuf_append(out, b, (size_t)n);
         }
@@ -559,12 +600,14 @@ static int server_stats_json(server *srv, dbuf *out)
         "{\"coordinator\":{\"pid\":%d,\"data_directory\":\"%s\",\"epoch\":%" PRIu64
         ",\"uptime_s\":%ld,\"commit_lsn\":%" PRIu64 ",\"sync_mode\":\"%s\",\"connections\":%zu"
         ",\"max_connections\":%" PRIu64 ",\"read_only\":%s,\"error\":\"%s\",\"groups\":%" PRIu64
-        ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
+        ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"snapshots_ousted\":%" PRIu64
+        ",\"frame_timeouts\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
         ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
         (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
         cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
-        srv->batches, srv->syncs, wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
+        srv->batches, srv->syncs, srv->ousted, srv->frame_timeouts,
+        wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));
     int rc = dbuf_append(out, b, (size_t)n);
     if (rc == 0)
@@ -586,6 +629,11 @@ static int server_stats_json(server *srv, dbuf *out)
 
 static void handle_stats(session *s, const wire_hdr *h, const uint8_t *p)
 {
+    if (h->len && !name_is_valid((const char *)p, h->len)) {
+        queue_error(s, h->req_id, h->op, DOTDB_EBADNAME, "invalid collection name (expected 1 to "
+                    "64 of A-Z a-z 0-9 _ . -, not starting with . or -)");
+        return;
+    }
     dbuf out;
     dbuf_init(&out);
     int rc = h->len ? engine_stats_json_ex(s->srv->a->eng, (const char *)p, h->len,
@@ -637,6 +685,14 @@ static void handle_storage(session *s, const wire_hdr *h, const uint8_t *p)
             return;
         }
     } else {
+        if (s->uid != geteuid()) {
+            /* The coordinator would write DEST with its own rights. */
+            char msg[160];
+            snprintf(msg, sizeof msg, "only the database owner (uid %u) may start a backup: it "
+                     "writes files with the coordinator's rights", (unsigned)geteuid());
+            queue_error(s, h->req_id, h->op, DOTDB_EPERM, msg);
+            return;
+        }
         if (h->len == 0 || h->len >= sizeof dest || p[0] != '/' || memchr(p, 0, h->len)) {
             queue_error(s, h->req_id, h->op, DOTDB_EINVAL,
                         "a backup needs an absolute destination path");
@@ -710,7 +766,8 @@ static uint64_t max_frame(const server *srv)
     return m > WIRE_MAX_FRAME ? WIRE_MAX_FRAME : m;
 }
 
-static void parse_frames(session *s)
+/* Handle every whole frame in s->in; returns the bytes consumed. */
+static size_t parse_frames(session *s)
 {
     size_t pos = 0;
     while (!s->closing && s->in.len - pos >= WIRE_HDR_SIZE) {
@@ -731,6 +788,18 @@ static void parse_frames(session *s)
     }
     memmove(s->in.data, s->in.data + pos, s->in.len - pos);
     s->in.len -= pos;
+    return pos;
+}
+
+/* After a read: is a frame (or the handshake) left incomplete, and since
+ * when?  The clock starts at a frame's first byte, not its latest one, so
+ * a client trickling a byte at a time is bounded too. */
+static void track_partial(session *s, size_t consumed)
+{
+    if (s->in.len == 0 && s->hello_done)
+        s->partial_since_ns = 0;
+    else if ((consumed && s->hello_done) || s->partial_since_ns == 0)
+        s->partial_since_ns = rdr_now_ns();
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -746,7 +815,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
         if (n > 0) {
             s->in.len += (size_t)n;
-            parse_frames(s);
+            track_partial(s, parse_frames(s));
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -785,14 +854,39 @@ static void session_close(session *s)
     free(s);
 }
 
-static int uid_allowed(const dotdb_config *cfg, uid_t uid)
+/* Is gid the peer's group or one of its supplementary groups (as they
+ * were when it connected)? */
+static int peer_in_group(int fd, const struct ucred *cred, gid_t gid)
 {
-    if (uid == geteuid())
+    if (cred->gid == gid)
+        return 1;
+    gid_t small[64], *g = small;
+    socklen_t len = sizeof small;
+    int found = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0) {
+        if (errno != ERANGE || (g = malloc(len)) == NULL)
+            return 0;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) != 0)
+            len = 0;
+    }
+    for (size_t i = 0; i < len / sizeof *g && !found; i++)
+        found = g[i] == gid;
+    if (g != small)
+        free(g);
+    return found;
+}
+
+/* I3: the owner, a uid in security.allowed_uids, or a member of
+ * security.group (the group the socket is 0660 for). */
+static int peer_allowed(const server *srv, int fd, const struct ucred *cred)
+{
+    const dotdb_config *cfg = srv->a->cfg;
+    if (cred->uid == geteuid())
         return 1;
     for (int i = 0; i < cfg->n_allowed_uids; i++)
-        if (cfg->allowed_uids[i] == uid)
+        if (cfg->allowed_uids[i] == cred->uid)
             return 1;
-    return 0;
+    return srv->a->group_gid >= 0 && peer_in_group(fd, cred, (gid_t)srv->a->group_gid);
 }
 
 /* Refuse a connection with one error frame and no descriptor. */
@@ -813,8 +907,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     server *srv = w->data;
     for (;;) {
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+            /* The connection stays queued and the socket readable: stop
+             * watching it until the next tick instead of spinning. */
+            ev_io_stop(loop, &srv->lio);
+            srv->accept_paused = 1;
+            return;
+        }
         if (fd < 0)
-            return; /* EAGAIN, or a transient error (EMFILE): try at the next event */
+            return; /* EAGAIN, or a connection that went away meanwhile */
         struct ucred cred;
         socklen_t cl = sizeof cred;
         char msg[200];
@@ -822,15 +923,21 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        if (!uid_allowed(srv->a->cfg, cred.uid)) {
+        if (!peer_allowed(srv, fd, &cred)) {
             snprintf(msg, sizeof msg, "uid %u is not allowed to use this database "
-                     "(security.allowed_uids)", (unsigned)cred.uid);
+                     "(security.allowed_uids, security.group)", (unsigned)cred.uid);
             refuse(fd, DOTDB_EPERM, msg);
             continue;
         }
         if (srv->n_sessions >= srv->a->cfg->max_connections) {
             snprintf(msg, sizeof msg, "too many connections: memory.max_connections is %" PRIu64,
                      srv->a->cfg->max_connections);
+            refuse(fd, DOTDB_ETOOMANY, msg);
+            continue;
+        }
+        if (srv->n_sessions >= srv->fd_conn_limit) {
+            snprintf(msg, sizeof msg, "too many connections: the coordinator's descriptor limit "
+                     "(RLIMIT_NOFILE) leaves room for %" PRIu64, srv->fd_conn_limit);
             refuse(fd, DOTDB_ETOOMANY, msg);
             continue;
         }
@@ -844,6 +951,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         s->pid = cred.pid;
         s->uid = cred.uid;
         s->conn_id = ++srv->next_conn_id;
+        s->partial_since_ns = rdr_now_ns(); /* the handshake must follow */
         dbuf_init(&s->in);
         dbuf_init(&s->out);
         ev_io_init(&s->rio, read_cb, fd, EV_READ);
@@ -860,6 +968,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- timers and signals ---- */
 
+/*
+ * Oust every snapshot older than max_snapshot_age_ms.  The slot page is
+ * written by the client, so its start time is not trusted: a snapshot
+ * whose start time is 0 or lies in the future (garbage, or a client
+ * dodging the limit) counts as too old.  A client that keeps rewriting a
+ * plausible start time can still pin versions, but only its own
+ * connection's, and only until it disconnects (I1, I8).
+ */
 static void expire_snapshots(server *srv)
 {
     uint64_t max_ns = srv->a->cfg->max_snapshot_age_ms * 1000000ull, now = rdr_now_ns();
@@ -868,12 +984,60 @@ static void expire_snapshots(server *srv)
     for (session *s = srv->sessions; s; s = s->next) {
         for (uint32_t i = 0; s->slots && i < RDR_SLOTS; i++) {
             rdr_slot *sl = &s->slots->slots[i];
+            /* started_ns after snapshot_lsn: pairs with the client's
+             * relaxed store of it before its seq_cst store of the LSN. */
             uint64_t lsn = atomic_load(&sl->snapshot_lsn), st = atomic_load(&sl->started_ns);
-            if (lsn && st && now > st && now - st > max_ns) {
-                atomic_store_explicit(&sl->ousted_lsn, lsn, memory_order_seq_cst);
+            if (lsn == 0 || !((s->ousted_mask >> i) & 1) || lsn != s->ousted_lsn[i] ||
+                st != s->ousted_started[i])
+                s->ousted_mask &= ~(1ull << i); /* idle, or another snapshot */
+            if (lsn == 0 || (s->ousted_mask >> i) & 1)
+                continue;
+            int is_garbage = st == 0 || st > now + 1000000000ull;
+            if (is_garbage || (now > st && now - st > max_ns)) {
+                s->ousted_lsn[i] = lsn;
+                s->ousted_started[i] = st;
                 s->ousted_mask |= 1ull << i;
+                srv->ousted++;
+                /* Pairs with the client's acquire load in cl_snap_check(). */
+                atomic_store_explicit(&sl->ousted_lsn, lsn, memory_order_seq_cst);
             }
         }
+    }
+}
+
+/*
+ * Close the connections that started a frame (or connected and sent no
+ * handshake) more than frame_timeout_ms ago: a client that sends part of
+ * a frame and then falls silent must not hold a connection and its
+ * buffer forever.  The offender gets an error frame first.
+ */
+static void expire_partial_frames(server *srv)
+{
+    uint64_t max_ns = srv->a->cfg->frame_timeout_ms * 1000000ull, now = rdr_now_ns();
+    for (session *s = srv->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->closing || s->partial_since_ns == 0 || now - s->partial_since_ns <= max_ns)
+            continue;
+        char msg[200];
+        wire_hdr h = {0};
+        if (!s->hello_done && s->in.len == 0) {
+            snprintf(msg, sizeof msg, "no handshake within memory.frame_timeout_ms (%" PRIu64
+                     " ms)", srv->a->cfg->frame_timeout_ms);
+        } else if (s->in.len < WIRE_HDR_SIZE) {
+            snprintf(msg, sizeof msg, "incomplete frame: %zu of the %u header bytes within "
+                     "memory.frame_timeout_ms (%" PRIu64 " ms)", s->in.len, WIRE_HDR_SIZE,
+                     srv->a->cfg->frame_timeout_ms);
+        } else {
+            wire_hdr_get(s->in.data, &h);
+            snprintf(msg, sizeof msg, "incomplete frame: %zu of %" PRIu64 " bytes within "
+                     "memory.frame_timeout_ms (%" PRIu64 " ms)", s->in.len,
+                     (uint64_t)h.len + WIRE_HDR_SIZE, srv->a->cfg->frame_timeout_ms);
+        }
+        srv->frame_timeouts++;
+        ev_io_stop(srv->loop, &s->rio);
+        queue_error(s, h.req_id, h.op, DOTDB_EPROTO, msg);
+        s->closing = 1;
+        send_responses(s); /* may free s */
     }
 }
 
@@ -883,6 +1047,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     server *srv = w->data;
     expire_snapshots(srv);
+    expire_partial_frames(srv);
+    if (srv->accept_paused) {
+        srv->accept_paused = 0;
+        ev_io_start(srv->loop, &srv->lio);
+    }
     if (srv->a->cfg->sync_mode == SYNC_NORMAL && wal_unsynced_bytes(srv->a->log) > 0 &&
         rdr_now_ns() - srv->last_sync_ns >= srv->a->cfg->sync_interval_ms * 1000000ull)
         start_sync(srv);
@@ -927,17 +1096,72 @@ static int listen_socket(server *srv, char *err, size_t errlen)
         return DOTDB_EOS;
     }
     unlink(srv->sock_path); /* a stale socket of a dead coordinator; we hold the lock */
-    mode_t old = umask(cfg->group[0] ? 0117 : 0177);
+    /* 0600 at first; with security.group, 0660 only once the socket
+     * belongs to that group. */
+    mode_t old = umask(0177);
     int brc = bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof addr);
     int berr = errno;
     umask(old);
+    if (brc == 0 && srv->a->group_gid >= 0 &&
+        (chown(srv->sock_path, (uid_t)-1, (gid_t)srv->a->group_gid) != 0 ||
+         chmod(srv->sock_path, 0660) != 0)) {
+        brc = -1;
+        berr = errno;
+    }
     if (brc != 0 || listen(srv->listen_fd, 512) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", srv->sock_path,
                  strerror(brc ? berr : errno));
         close(srv->listen_fd);
+        unlink(srv->sock_path);
         return DOTDB_EOS;
     }
     return 0;
+}
+
+/* Descriptors kept free for the coordinator's own files: a handshake
+ * takes two for a moment, a checkpoint one per directory and file. */
+#define FD_RESERVE 32
+
+static uint64_t open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    uint64_t n = 0;
+    if (d == NULL)
+        return 64; /* a guess; the accept loop copes with EMFILE anyway */
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own descriptor */
+}
+
+/*
+ * One descriptor per connection plus the coordinator's own: raise the
+ * soft limit as far as needed and allowed, and work out how many
+ * connections fit, so that a connection past the limit is refused with a
+ * clear error at accept rather than failing its handshake.
+ */
+static void fit_fd_limit(server *srv)
+{
+    const dotdb_config *cfg = srv->a->cfg;
+    uint64_t open = open_fd_count(), reserve = FD_RESERVE;
+    struct rlimit rl;
+    srv->fd_conn_limit = UINT64_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    rlim_t want = (rlim_t)(cfg->max_connections + open + reserve);
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t limit = (uint64_t)rl.rlim_cur;
+    if (limit < open + 2 * reserve) /* a tight limit: share what is left */
+        reserve = limit > open ? (limit - open) / 2 : 0;
+    srv->fd_conn_limit = limit > open + reserve ? limit - open - reserve : 0;
+    if (srv->fd_conn_limit < cfg->max_connections)
+        fprintf(stderr, "dotdbd: warning: memory.max_connections is %" PRIu64 " but the "
+                "descriptor limit (RLIMIT_NOFILE %llu) leaves room for %" PRIu64 " connections\n",
+                cfg->max_connections, (unsigned long long)rl.rlim_cur, srv->fd_conn_limit);
 }
 
 int server_run(const server_args *a)
@@ -961,6 +1185,7 @@ int server_run(const server_args *a)
         free(srv);
         return rc;
     }
+    fit_fd_limit(srv);
     ev_io_init(&srv->lio, accept_cb, srv->listen_fd, EV_READ);
     ev_prepare_init(&srv->prep, prepare_cb);
     ev_signal_init(&srv->sig_term, signal_cb, SIGTERM);

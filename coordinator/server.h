@@ -19,6 +19,7 @@ typedef struct server_args {
     lockfile *lock;
     int ready_fd;             /* write "ok\n" here once accepting, then close; -1: none */
     manifest *mf;             /* the checkpoint loaded at start; moved into the server */
+    long group_gid;           /* security.group resolved; -1: none */
 } server_args;
 
 /*

@@ -214,7 +214,13 @@ static int attach(dotdb *db, conn **out)
     st_u32(hello + WIRE_HDR_SIZE + 4, SHM_LAYOUT_VERSION);
     st_u64(hello + WIRE_HDR_SIZE + 8, (uint64_t)getpid());
     if (write_all(fd, hello, sizeof hello) != 0) {
-        rc = cl_fail(db, DOTDB_EDISCONNECTED, "cannot send the handshake: %s", strerror(errno));
+        /* A coordinator that refuses us at accept (a uid not allowed,
+         * max_connections) sends its reason and closes, maybe before our
+         * HELLO went out: read the reason rather than report EPIPE. */
+        int e = errno;
+        rc = recv_hello(db, fd, &h, pl, sizeof pl, fds);
+        if (rc == 0 || rc == DOTDB_EDISCONNECTED)
+            rc = cl_fail(db, DOTDB_EDISCONNECTED, "cannot send the handshake: %s", strerror(e));
         goto fail;
     }
     if ((rc = recv_hello(db, fd, &h, pl, sizeof pl, fds)) != 0)
@@ -382,6 +388,9 @@ int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out)
         if (atomic_compare_exchange_weak_explicit(&c->slot_used, &used, used | (1ull << i),
                                                   memory_order_acquire, memory_order_relaxed)) {
             rdr_slot *s = &c->slots->slots[i];
+            /* A mark left by an ousted earlier snapshot must not expire
+             * this one when it gets the same LSN (no write in between). */
+            atomic_store_explicit(&s->ousted_lsn, 0, memory_order_relaxed);
             atomic_store_explicit(&s->started_ns, rdr_now_ns(), memory_order_relaxed);
             *lsn_out = rdr_begin(s, (shm_header *)c->base);
             *slot_out = i;

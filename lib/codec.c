@@ -159,6 +159,7 @@ typedef struct vctx {
     const uint8_t *buf;
     size_t len;
     int max_depth;
+    uint32_t max_fields; /* members of one object; 0: no limit */
     char *err;
     size_t errlen;
     vframe *st; /* inl or heap */
@@ -173,7 +174,9 @@ static int verr(vctx *c, int rc, size_t off, const char *fmt, ...)
 {
     if (c->err == NULL || c->errlen == 0)
         return rc;
-    int n = snprintf(c->err, c->errlen, "corrupt value at byte %zu: ", off);
+    /* A limit is not damage: say "corrupt" only for DOTDB_ECORRUPT. */
+    int n = snprintf(c->err, c->errlen, "%svalue at byte %zu: ",
+                     rc == DOTDB_ECORRUPT ? "corrupt " : "", off);
     if (n >= 0 && (size_t)n < c->errlen) {
         va_list ap;
         va_start(ap, fmt);
@@ -273,6 +276,9 @@ static int check_container(vctx *c, size_t pos, size_t end, vframe *f)
                     count, size);
     if (c->depth + 1 > (size_t)c->max_depth)
         return verr(c, DOTDB_ETOODEEP, pos, "nesting depth exceeds %d", c->max_depth);
+    if (is_object_tag(tag) && c->max_fields && count > c->max_fields)
+        return verr(c, DOTDB_ETOOBIG, pos, "object has %u members, more than "
+                    "limits.max_fields (%u)", count, c->max_fields);
     *f = (vframe){.base = pos, .end = pos + size, .cur = pos + 1 + 2u * w + (size_t)tables,
                   .count = count, .i = 0, .w = (uint8_t)w, .is_obj = is_object_tag(tag)};
     return f->is_obj ? check_object_keys(c, f) : DOTDB_OK;
@@ -382,10 +388,11 @@ static int validate_walk(vctx *c)
     return DOTDB_OK;
 }
 
-int codec_validate(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
+static int validate_value(const uint8_t *buf, size_t len, int max_depth, uint32_t max_fields,
+                          char *err, size_t errlen)
 {
-    vctx c = {.buf = buf, .len = len, .max_depth = max_depth, .err = err, .errlen = errlen,
-              .depth = 0, .cap = VSTACK_INLINE};
+    vctx c = {.buf = buf, .len = len, .max_depth = max_depth, .max_fields = max_fields,
+              .err = err, .errlen = errlen, .depth = 0, .cap = VSTACK_INLINE};
     c.st = c.inl;
     if (err && errlen)
         err[0] = '\0';
@@ -397,14 +404,25 @@ int codec_validate(const uint8_t *buf, size_t len, int max_depth, char *err, siz
     return rc;
 }
 
+int codec_validate(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
+{
+    return validate_value(buf, len, max_depth, 0, err, errlen);
+}
+
 int codec_validate_doc(const uint8_t *buf, size_t len, int max_depth, const char **id,
                        size_t *id_len, char *err, size_t errlen)
+{
+    return codec_validate_doc_lim(buf, len, max_depth, 0, id, id_len, err, errlen);
+}
+
+int codec_validate_doc_lim(const uint8_t *buf, size_t len, int max_depth, uint32_t max_fields,
+                           const char **id, size_t *id_len, char *err, size_t errlen)
 {
     if (id)
         *id = NULL;
     if (id_len)
         *id_len = 0;
-    int rc = codec_validate(buf, len, max_depth, err, errlen);
+    int rc = validate_value(buf, len, max_depth, max_fields, err, errlen);
     if (rc != DOTDB_OK)
         return rc;
     codec_val doc = {buf, len};

@@ -144,6 +144,11 @@ int codec_validate_doc(const uint8_t *buf, size_t len, int max_depth, const char
                        size_t *id_len, char *err, size_t errlen);
 /* As above for any value (no id rules). */
 int codec_validate(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen);
+/* As codec_validate_doc, and no object has more than max_fields members
+ * (0: no limit; more: DOTDB_ETOOBIG naming the object's byte offset).  The
+ * coordinator checks limits.max_fields this way. */
+int codec_validate_doc_lim(const uint8_t *buf, size_t len, int max_depth, uint32_t max_fields,
+                           const char **id, size_t *id_len, char *err, size_t errlen);
 
 /*
  * Append the JSON text of a value (trusted: validated earlier) to out.

@@ -34,9 +34,10 @@
  *   most DOTDB_MAX_SNAPSHOTS open transactions and cursors at once.
  *
  * Documents
- *   JSON objects of at most max_document_size bytes (16 MiB by default) and
- *   nesting depth 100, with a string field "id" of 1 to 255 bytes that is
- *   the primary key.  A put without "id" gets a generated one: 24
+ *   JSON objects of at most max_document_size bytes (16 MiB by default, as
+ *   text and encoded), nesting depth 100 and 100000 members in any one
+ *   object (limits.max_fields: DOTDB_ETOOBIG, checked by the coordinator),
+ *   with a string field "id" of 1 to 255 bytes that is the primary key.  A put without "id" gets a generated one: 24
  *   characters, time-ordered, unique across processes and restarts.
  *   Integers are kept as 64-bit integers and other numbers as doubles.
  *   Collection names match ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$.
@@ -108,7 +109,8 @@ DOTDB_API const char *dotdb_errmsg(dotdb *db);
  * if none runs (unless opts->no_autostart).  opts may be NULL (defaults).
  * On success *out is a new handle owned by the caller (dotdb_close()).
  * Errors: DOTDB_ENOCOORD, DOTDB_EPERM (uid not allowed), DOTDB_ETOOMANY
- * (max_connections reached), DOTDB_EVERSION, DOTDB_EOS. */
+ * (max_connections reached, or the coordinator's descriptor limit),
+ * DOTDB_EVERSION, DOTDB_EOS. */
 DOTDB_API int dotdb_open(const char *dir, const dotdb_options *opts, dotdb **out);
 /* Detach and free the handle.  Open transactions and cursors must have
  * ended.  NULL is allowed. */
@@ -165,7 +167,9 @@ DOTDB_API int dotdb_checkpoint(dotdb *db, unsigned flags, const char *coll, char
  * on.  The result is a data directory a coordinator can start on; `dotdb
  * restore` copies it back.  *json_out: {"backup", "checkpoint_lsn",
  * "wal_lsn", "files", "bytes", "seconds"} (dotdb_free).  DOTDB_EEXISTS for
- * a non-empty destination, DOTDB_EBUSY when another backup waits. */
+ * a non-empty destination, DOTDB_EBUSY when another backup waits,
+ * DOTDB_EPERM unless the caller is the database's owner (the coordinator
+ * writes dest_dir with its own rights). */
 DOTDB_API int dotdb_backup(dotdb *db, const char *dest_dir, char **json_out, size_t *len_out);
 
 /* ---- Collections ----------------------------------------------------- */

@@ -177,9 +177,12 @@ typedef struct rdr_slot {
     _Atomic uint64_t snapshot_lsn; /* 0 = idle; owner seq_cst store, coordinator
                                       seq_cst load (reclaim scan) */
     _Atomic uint64_t started_ns;   /* CLOCK_MONOTONIC when the snapshot began;
-                                      owner relaxed; coordinator reads for stats */
+                                      owner relaxed store before snapshot_lsn;
+                                      coordinator reads for age and stats */
     _Atomic uint64_t ousted_lsn;   /* coordinator sets it to the slot's LSN when
-                                      max_snapshot_age expired it; owner reads */
+                                      max_snapshot_age expired it; owner reads,
+                                      and clears it (relaxed) when it begins a
+                                      snapshot */
     uint64_t reserved[5];
 } rdr_slot;
 _Static_assert(sizeof(rdr_slot) == 64, "one cache line per slot");
@@ -192,6 +195,10 @@ typedef struct rdr_page {
     uint64_t reserved[5];
     rdr_slot slots[RDR_SLOTS];
 } rdr_page;
+/* The page is the client's to write (a memfd sealed against resizing):
+ * the coordinator trusts nothing in it but uses it only to hold versions
+ * back, so garbage there pins old versions of this connection at worst,
+ * until it closes (I1, I8). */
 _Static_assert(sizeof(rdr_page) <= RDR_PAGE_SIZE, "slot page fits");
 
 #endif /* DOTDB_LAYOUT_H */

@@ -44,6 +44,15 @@ void ckpt_job_free(ckpt_job *job)
     manifest_free(&job->next);
 }
 
+/* The message for a directory that would not open: a planted symlink
+ * fails O_NOFOLLOW | O_DIRECTORY with ELOOP or ENOTDIR; say so. */
+static void open_failed(char *err, size_t errlen, const char *path, int e)
+{
+    setf(err, errlen, "cannot open %s: %s%s", path, strerror(e),
+         e == ELOOP || e == ENOTDIR ? " (it must be a directory; symbolic links under the data "
+                                      "directory are never followed)" : "");
+}
+
 /* Open (creating when missing, then fsyncing the parent) dir `name`
  * under parent.  -1 with errno. */
 static int open_subdir(int parent, const char *name)
@@ -160,13 +169,15 @@ static int write_coll(run *r, int colls_fd, const shm_cat_entry *ce, const shm_c
     int collfd = open_subdir(colls_fd, out->name);
     if (collfd < 0) {
         int e = errno;
-        setf(j->err, sizeof j->err, "cannot open %s: %s", path, strerror(e));
+        open_failed(j->err, sizeof j->err, path, e);
         return errno_code(e);
     }
     int datafd = open_subdir(collfd, "data");
     if (datafd < 0) {
         int e = errno;
-        setf(j->err, sizeof j->err, "cannot open %s/data: %s", path, strerror(e));
+        char dp[4500];
+        snprintf(dp, sizeof dp, "%s/data", path);
+        open_failed(j->err, sizeof j->err, dp, e);
         close(collfd);
         return errno_code(e);
     }
@@ -264,10 +275,13 @@ void ckpt_run(ckpt_job *j)
     j->next.created_ms = j->now_ms;
     int rc = DOTDB_OK;
     int dirfd = open(j->dir, DIR_FLAGS), sysfd = -1, collsfd = -1;
-    if (dirfd < 0 || (sysfd = openat(dirfd, "system", DIR_FLAGS)) < 0 ||
-        (collsfd = open_subdir(dirfd, "collections")) < 0) {
-        setf(j->err, sizeof j->err, "cannot open the directories of %s: %s", j->dir,
-                 strerror(errno));
+    const char *which = "";
+    if (dirfd < 0 || (which = "/system", sysfd = openat(dirfd, "system", DIR_FLAGS)) < 0 ||
+        (which = "/collections", collsfd = open_subdir(dirfd, "collections")) < 0) {
+        int e = errno;
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", j->dir, which);
+        open_failed(j->err, sizeof j->err, path, e);
         rc = DOTDB_EOS;
         goto out;
     }

@@ -28,6 +28,7 @@ typedef struct coord {
     char config[300];
     pid_t pid;
     long fsize_limit; /* > 0: RLIMIT_FSIZE of the coordinator, a "full disk" */
+    long nofile_limit; /* > 0: RLIMIT_NOFILE of the coordinator */
     char fault_ctl[300]; /* non-empty: run dotdbd under tests/fault/faultfs.c with
                             this control file (see there) */
 } coord;
@@ -197,6 +198,10 @@ static inline void h_start(coord *c)
             struct rlimit rl = {(rlim_t)c->fsize_limit, (rlim_t)c->fsize_limit};
             signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG, as on a full disk */
             setrlimit(RLIMIT_FSIZE, &rl);
+        }
+        if (c->nofile_limit > 0) {
+            struct rlimit rl = {(rlim_t)c->nofile_limit, (rlim_t)c->nofile_limit};
+            setrlimit(RLIMIT_NOFILE, &rl);
         }
         int nul = open("/dev/null", O_WRONLY);
         if (nul >= 0 && getenv("DOTDB_TEST_VERBOSE") == NULL)

@@ -1188,3 +1188,31 @@ Test(codec, typical_document_encodes_smaller_than_its_text)
     cr_assert(codec_as_string(v, &s, &n) && n == 4 && memcmp(s, "dark", 4) == 0);
     dbuf_free(&b);
 }
+
+/* ---- limits.max_fields (codec_validate_doc_lim) ------------------------- */
+
+Test(codec, max_fields_counts_the_members_of_each_object)
+{
+    char err[ERRLEN];
+    dbuf b;
+    const char *id;
+    size_t id_len;
+    /* 3 members at the top, 3 in "o", 5 elements in an array (not fields) */
+    enc("{\"id\":\"x\",\"o\":{\"a\":1,\"b\":2,\"c\":3},\"arr\":[1,2,3,4,5]}", &b);
+    cr_assert_eq(codec_validate_doc_lim(b.data, b.len, 100, 3, &id, &id_len, err, ERRLEN), DOTDB_OK,
+                 "%s", err);
+    cr_assert_eq(id_len, 1);
+    cr_assert_eq(codec_validate_doc_lim(b.data, b.len, 100, 0, &id, &id_len, err, ERRLEN), DOTDB_OK,
+                 "0 means no limit");
+    cr_assert_eq(codec_validate_doc_lim(b.data, b.len, 100, 2, &id, &id_len, err, ERRLEN),
+                 DOTDB_ETOOBIG);
+    cr_assert(strstr(err, "3 members") && strstr(err, "limits.max_fields (2)"), "%s", err);
+    cr_assert(strstr(err, "corrupt") == NULL, "a limit is not damage: %s", err);
+    cr_assert_null(id, "no id on failure");
+    dbuf_free(&b);
+    /* a nested object over the limit, the top within it */
+    enc("{\"id\":\"x\",\"o\":{\"a\":1,\"b\":2,\"c\":3}}", &b);
+    cr_assert_eq(codec_validate_doc_lim(b.data, b.len, 100, 2, &id, &id_len, err, ERRLEN),
+                 DOTDB_ETOOBIG, "%s", err);
+    dbuf_free(&b);
+}

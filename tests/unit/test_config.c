@@ -56,12 +56,14 @@ Test(config, defaults_match_the_documentation)
     cr_assert_eq(c.max_connections, 1000);
     cr_assert_eq(c.worker_threads, 2);
     cr_assert_eq(c.max_snapshot_age_ms, 0);
+    cr_assert_eq(c.frame_timeout_ms, 10000);
     cr_assert_eq(c.auto_index, 1);
     cr_assert_eq(c.index_cache_size, 128 * MiB);
     cr_assert_eq(c.btree_page_size, 4096);
     cr_assert_eq(c.hash_bucket_count, 1024);
     cr_assert_eq(c.max_document_size, 16 * MiB);
     cr_assert_eq(c.max_depth, 100);
+    cr_assert_eq(c.max_fields, 100000);
     cr_assert_eq(c.n_allowed_uids, 0);
     cr_assert_str_eq(c.group, "");
 }
@@ -387,6 +389,7 @@ Test(config, help_lists_every_key_with_its_default)
         "storage.checkpoint_wal_size", "storage.checkpoint_interval_ms", "storage.socket_path",
         "memory.buffer_pool_size", "memory.max_size", "memory.cache_size",
         "memory.max_connections", "memory.worker_threads", "memory.max_snapshot_age_ms",
+        "memory.frame_timeout_ms", "limits.max_fields",
         "indexing.auto_index", "indexing.index_cache_size", "indexing.btree_page_size",
         "indexing.hash_bucket_count", "limits.max_document_size", "limits.max_depth",
         "security.allowed_uids", "security.group",
