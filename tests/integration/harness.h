@@ -74,6 +74,14 @@ static inline dotdb *h_open(coord *c)
     return db;
 }
 
+/* The coordinator program: $DOTDB_TEST_DOTDBD (scripts/test.sh points it at
+ * a ThreadSanitizer build), else the one built with the tests. */
+static inline const char *h_dotdbd(void)
+{
+    const char *p = getenv("DOTDB_TEST_DOTDBD");
+    return p && *p ? p : DOTDBD_PATH;
+}
+
 /* In a child about to exec dotdbd: preload the fault shim when asked. */
 static inline void h_fault_env(const coord *c)
 {
@@ -149,7 +157,7 @@ static inline int h_run_dotdbd(const coord *c, const char *const *extra, char *o
             argv[n++] = extra[i];
         argv[n] = NULL;
         h_fault_env(c);
-        execv(DOTDBD_PATH, (char *const *)argv);
+        execv(h_dotdbd(), (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
@@ -208,10 +216,10 @@ static inline void h_start(coord *c)
             dup2(nul, 2);
         h_fault_env(c);
         if (c->config[0])
-            execl(DOTDBD_PATH, "dotdbd", "--db", c->dir, "--foreground", "--config", c->config,
+            execl(h_dotdbd(), "dotdbd", "--db", c->dir, "--foreground", "--config", c->config,
                   (char *)NULL);
         else
-            execl(DOTDBD_PATH, "dotdbd", "--db", c->dir, "--foreground", (char *)NULL);
+            execl(h_dotdbd(), "dotdbd", "--db", c->dir, "--foreground", (char *)NULL);
         _exit(127);
     }
     c->pid = pid;

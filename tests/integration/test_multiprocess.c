@@ -329,7 +329,7 @@ Test(multiprocess, second_coordinator_on_same_directory_names_the_owner, .timeou
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 2);
-        execl(DOTDBD_PATH, "dotdbd", "--db", c.dir, "--foreground", (char *)NULL);
+        execl(h_dotdbd(), "dotdbd", "--db", c.dir, "--foreground", (char *)NULL);
         _exit(127);
     }
     close(p[1]);
