@@ -53,6 +53,7 @@
  * with -DFENCE (the mfence / xchg that seq_cst compiles to) they pass.
  *
  * Variants (-D flags; scripts/model.sh)
+ *   CKPT          add the checkpoint job and the pin          (must pass)
  *   NO_VALIDATE   readers skip the reload of commit_lsn        (must fail)
  *   TSO_SLOT      reader slot store buffered, no fence         (must fail)
  *   TSO_COMMIT    commit_lsn store buffered, no fence          (must fail)
