@@ -3,12 +3,18 @@
 # again: packages already present are skipped.
 #   scripts/setup.sh            build + test dependencies
 #   scripts/setup.sh --bench    also the benchmark peers (LMDB, SQLite, Redis)
+#   scripts/setup.sh --model    also the SPIN model checker (scripts/model.sh)
+# Flags combine: scripts/setup.sh --bench --model.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev libpcre2-dev strace valgrind)
-if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox) ;;
+    --model) pkgs+=(spin) ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

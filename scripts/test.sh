@@ -2,7 +2,8 @@
 # Install dependencies, build with AddressSanitizer + UndefinedBehaviorSanitizer
 # and -Werror, and run the whole test suite (unit, multi-process, crash and
 # CLI tests) through ctest, which prints the summary line; then the lock-free
-# stress program under ThreadSanitizer.
+# stress program under ThreadSanitizer, the SPIN model of the protocol
+# (scripts/model.sh) and a short multi-process stress run (scripts/stress.sh).
 #   scripts/test.sh            the whole suite
 #   BUILD_DIR=... scripts/test.sh
 set -euo pipefail
@@ -29,6 +30,24 @@ cmake -S . -B "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_TSAN=ON -DDOTDB_
 cmake --build "$tsan" -j"$jobs" --target lockfree_stress >/dev/null
 echo "ThreadSanitizer: lockfree_stress"
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 "$tsan/tests/lockfree_stress" 20000 || status=1
+# ...and it must still catch a reclaim that ignores the reader slots.
+if TSAN_OPTIONS=halt_on_error=1 "$tsan/tests/lockfree_stress" 20000 --bug ignore-slots >/dev/null 2>&1; then
+  echo "FAIL: lockfree_stress --bug ignore-slots passed: the harness no longer catches early reclamation"
+  status=1
+else
+  echo "PASS: lockfree_stress --bug ignore-slots fails, as it must"
+fi
+
+# The protocol model, checked exhaustively with SPIN, and its broken
+# variants, each of which the checker must refute (docs/RELIABILITY.md).
+bash scripts/model.sh || status=1
+
+# Multi-process stress (16 readers, 3 writers, checksummed documents) on
+# the sanitized build: 30 s in CI, 10 s otherwise; scripts/stress.sh alone
+# runs 5 minutes.
+stress_seconds=10
+[[ "${CI:-}" == "true" ]] && stress_seconds=30
+BUILD_DIR="$build" bash scripts/stress.sh "$stress_seconds" || status=1
 
 # Benchmark smoke test: the drivers build and run (no timing threshold).
 echo "Benchmark smoke: point_read_1p, 2000 records"
