@@ -2,7 +2,7 @@
 # Install dependencies, build with AddressSanitizer + UndefinedBehaviorSanitizer
 # and -Werror, and run the whole test suite (unit, multi-process, crash and
 # CLI tests) through ctest, which prints the summary line; then the lock-free
-# stress program under ThreadSanitizer, the SPIN model of the protocol
+# stress program and the coordinator under ThreadSanitizer, the SPIN model of the protocol
 # (scripts/model.sh) and a short multi-process stress run (scripts/stress.sh).
 #   scripts/test.sh            the whole suite
 #   BUILD_DIR=... scripts/test.sh
@@ -37,6 +37,26 @@ if TSAN_OPTIONS=halt_on_error=1 "$tsan/tests/lockfree_stress" 20000 --bug ignore
 else
   echo "PASS: lockfree_stress --bug ignore-slots fails, as it must"
 fi
+
+# The coordinator itself under ThreadSanitizer (its loop thread, fsync
+# workers, checkpoint writer and segment loaders) driving the multi-process
+# tests and the crash matrix; any report is written to tsan_logs and fails
+# the run (a SIGKILLed coordinator could not fail a test by its exit code).
+cmake --build "$tsan" -j"$jobs" --target dotdbd >/dev/null
+tsan_logs=$(mktemp -d "${TMPDIR:-/tmp}/dotdb-tsan.XXXXXX")
+echo "ThreadSanitizer coordinator: test_multiprocess test_storage test_txn crash_matrix"
+for t in test_multiprocess test_storage test_txn; do
+  DOTDB_TEST_DOTDBD="$PWD/$tsan/dotdbd" TSAN_OPTIONS="halt_on_error=1:log_path=$tsan_logs/report" \
+    "$build/tests/$t" --jobs 1 || status=1
+done
+TSAN_OPTIONS="halt_on_error=1:log_path=$tsan_logs/report" \
+  "$build/tests/crash_matrix" --dotdbd "$PWD/$tsan/dotdbd" --rounds 10 --seed 7 || status=1
+if compgen -G "$tsan_logs/report*" >/dev/null; then
+  echo "FAIL: ThreadSanitizer reports from the coordinator:"; cat "$tsan_logs"/report*; status=1
+else
+  echo "PASS: no ThreadSanitizer report from the coordinator"
+fi
+rm -rf "$tsan_logs"
 
 # The protocol model, checked exhaustively with SPIN, and its broken
 # variants, each of which the checker must refute (docs/RELIABILITY.md).
