@@ -4,7 +4,7 @@
  *
  * While the file named by $DOTDB_FAULT_CTL exists, each of its lines
  *     OP SUBSTRING ERRNO [SKIP [COUNT]]
- * makes calls of OP (write, pwrite, fdatasync, fsync, rename, unlink,
+ * makes calls of OP (write, pwrite, fdatasync, fsync, rename, unlink, mmap,
  * open) on a path containing SUBSTRING fail with ERRNO, after SKIP matching
  * calls have gone through, for COUNT calls (0 or absent: every call).  For
  * calls on a descriptor the path is read from /proc/self/fd.  The control
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -187,4 +188,12 @@ int ftruncate(int fd, off_t len)
     if (should_fail("ftruncate", fd_path(fd, b, sizeof b)))
         return -1;
     return NEXT(ftruncate)(fd, len);
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    char b[4096];
+    if (fd >= 0 && should_fail("mmap", fd_path(fd, b, sizeof b)))
+        return MAP_FAILED;
+    return NEXT(mmap)(addr, len, prot, flags, fd, off);
 }

@@ -330,3 +330,43 @@ Test(faults, recovery_path_failures_refuse_start_or_recover_exactly, .timeout = 
     cr_log_info("recovery path: %d starts, %d refused cleanly", runs, refused);
     cr_assert_gt(refused, 0);
 }
+
+/* mmap: the data object at start-up (refused with a message), a client's
+ * reader-slot page (that client refused, everybody else served). */
+Test(faults, failed_mmaps_refuse_start_or_one_client, .timeout = 120)
+{
+    coord c;
+    h_init(&c, NULL);
+    snprintf(c.fault_ctl, sizeof c.fault_ctl, "%s.faults", c.dir);
+    h_fault(&c, "mmap memfd:dotdb-data 12 0 0\n");
+    char out[8192];
+    int st = h_run_dotdbd(&c, NULL, out, sizeof out, 20000);
+    cr_expect_neq(st, 0, "no data object, no coordinator: %s", out);
+    cr_expect(strstr(out, "dotdbd: ") != NULL && strstr(out, "memory") != NULL, "%s", out);
+    h_fault(&c, NULL);
+    h_start(&c);
+    dotdb *a = h_open(&c);
+    cr_assert_eq(put_one(a, 0), DOTDB_OK);
+    for (int n = 0; n < 3; n++) {
+        char rule[128];
+        snprintf(rule, sizeof rule, "mmap memfd:dotdb-readers 12 %d 1\n", n);
+        h_fault(&c, rule);
+        dotdb_options o = {.no_autostart = 1};
+        dotdb *x = NULL;
+        int rc = dotdb_open(c.dir, &o, &x);
+        int fired = h_faults_fired(&c);
+        h_fault(&c, NULL);
+        if (fired) {
+            cr_expect_neq(rc, DOTDB_OK, "the client whose slot page failed is refused");
+            cr_expect(dotdb_errmsg(NULL) && *dotdb_errmsg(NULL), "with a message");
+        } else {
+            cr_expect_eq(rc, DOTDB_OK);
+        }
+        dotdb_close(x);
+        cr_assert_eq(put_one(a, n + 1), DOTDB_OK, "an attached client goes on: %s", dotdb_errmsg(a));
+    }
+    dotdb_close(a);
+    h_stop(&c);
+    h_cleanup(&c);
+    unlink(c.fault_ctl);
+}
