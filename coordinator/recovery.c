@@ -23,21 +23,13 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "buf.h"
 #include "dotdb.h"
 #include "segment.h"
 #include "wal.h"
 
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define MAX_LOAD_THREADS 8
-
-static void setf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct seg_task {
     const mf_coll *coll;
@@ -63,10 +55,10 @@ typedef struct loader {
 static void read_task(loader *l, seg_task *t)
 {
     char path[4400];
-    setf(path, sizeof path, "%s/collections/%s/data", l->dir, t->coll->name);
+    msgf(path, sizeof path, "%s/collections/%s/data", l->dir, t->coll->name);
     int dirfd = open(path, DIR_FLAGS);
     if (dirfd < 0) {
-        setf(t->err, sizeof t->err, "cannot open %s: %s", path, strerror(errno));
+        msgf(t->err, sizeof t->err, "cannot open %s: %s", path, strerror(errno));
         t->rc = DOTDB_ECORRUPT;
         return;
     }
@@ -76,7 +68,7 @@ static void read_task(loader *l, seg_task *t)
     if (t->rc == DOTDB_OK && t->info.docs != t->seg->docs) {
         char name[SEG_NAME_MAX];
         seg_name(t->seg->segno, name);
-        setf(t->err, sizeof t->err, "%s/%s: holds %" PRIu64 " documents, the manifest says %" PRIu64,
+        msgf(t->err, sizeof t->err, "%s/%s: holds %" PRIu64 " documents, the manifest says %" PRIu64,
              path, name, t->info.docs, t->seg->docs);
         t->rc = DOTDB_ECORRUPT;
     }
@@ -111,7 +103,7 @@ static int insert_task(engine *e, seg_task *t, uint64_t *docs, char *err, size_t
     while (seg_next_doc(t->raw, t->raw_len, &pos, &doc, &len)) {
         int rc = engine_load_doc(e, name, strlen(name), doc, len, derr, sizeof derr);
         if (rc != 0) {
-            setf(err, errlen, "collections/%s/data/%s: document %" PRIu64 ": %s", name, sname,
+            msgf(err, errlen, "collections/%s/data/%s: document %" PRIu64 ": %s", name, sname,
                  *docs, derr);
             return rc;
         }
@@ -166,7 +158,7 @@ int recovery_load(const dotdb_config *cfg, const char *dir, engine *e, const man
             }
             rc = t->rc;
             if (rc != DOTDB_OK)
-                setf(err, errlen, "%s", t->err);
+                msgf(err, errlen, "%s", t->err);
             else
                 rc = insert_task(e, t, docs, err, errlen);
             free(t->raw);
@@ -219,11 +211,11 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
     for (size_t i = 0; i < mf.ncolls; i++) {
         const mf_coll *c = &mf.colls[i];
         char path[4400];
-        setf(path, sizeof path, "%s/collections/%s/data", dir, c->name);
+        msgf(path, sizeof path, "%s/collections/%s/data", dir, c->name);
         int dirfd = open(path, DIR_FLAGS);
         if (dirfd < 0 && c->nsegs) {
             char m[4600];
-            setf(m, sizeof m, "%s: %s", path, strerror(errno));
+            msgf(m, sizeof m, "%s: %s", path, strerror(errno));
             report_bad(&cc, m);
             continue;
         }
@@ -251,7 +243,7 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
                     char m[5000];
                     char name[SEG_NAME_MAX];
                     seg_name(s->segno, name);
-                    setf(m, sizeof m, "%s/%s: document %" PRIu64 " is invalid: %s", path, name, n,
+                    msgf(m, sizeof m, "%s/%s: document %" PRIu64 " is invalid: %s", path, name, n,
                          derr);
                     report_bad(&cc, m);
                 }
@@ -260,7 +252,7 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
             free(raw);
             if (r == DOTDB_OK && info.docs != s->docs) {
                 char m[5000];
-                setf(m, sizeof m, "%s: segment %" PRIu64 " holds %" PRIu64
+                msgf(m, sizeof m, "%s: segment %" PRIu64 " holds %" PRIu64
                      " documents, the manifest says %" PRIu64, path, s->segno, info.docs, s->docs);
                 report_bad(&cc, m);
             }
@@ -272,7 +264,7 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
             close(dirfd);
         if (cdocs != c->docs) {
             char m[5000];
-            setf(m, sizeof m, "collection %s: segments hold %" PRIu64 " documents, the manifest "
+            msgf(m, sizeof m, "collection %s: segments hold %" PRIu64 " documents, the manifest "
                  "says %" PRIu64, c->name, cdocs, c->docs);
             report_bad(&cc, m);
         }
@@ -281,9 +273,9 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
     }
     char waldir[4200];
     if (cfg->wal_directory[0])
-        setf(waldir, sizeof waldir, "%s", cfg->wal_directory);
+        msgf(waldir, sizeof waldir, "%s", cfg->wal_directory);
     else
-        setf(waldir, sizeof waldir, "%s/wal", dir);
+        msgf(waldir, sizeof waldir, "%s/wal", dir);
     struct stat st;
     if (stat(waldir, &st) == 0) {
         wal_replay_info info;
@@ -298,7 +290,7 @@ int recovery_check(const dotdb_config *cfg, const char *dir, int coordinator_run
             uint64_t base = mf.checkpoint_lsn ? mf.checkpoint_lsn : 1;
             if (info.records && info.first_lsn > base + 1) {
                 char m[600];
-                setf(m, sizeof m, "%s: the WAL starts at LSN %" PRIu64 " but the checkpoint ends "
+                msgf(m, sizeof m, "%s: the WAL starts at LSN %" PRIu64 " but the checkpoint ends "
                      "at %" PRIu64 ": records in between are missing", waldir, info.first_lsn, base);
                 report_bad(&cc, m);
             }
@@ -321,16 +313,16 @@ static int copy_tree(const char *src, const char *dst, int depth, uint64_t *file
                      size_t errlen)
 {
     if (depth > 4) {
-        setf(err, errlen, "%s: unexpected nesting", src);
+        msgf(err, errlen, "%s: unexpected nesting", src);
         return DOTDB_EINVAL;
     }
     if (mkdir(dst, 0700) != 0 && errno != EEXIST) {
-        setf(err, errlen, "cannot create %s: %s", dst, strerror(errno));
+        msgf(err, errlen, "cannot create %s: %s", dst, strerror(errno));
         return errno == ENOSPC ? DOTDB_ENOSPC : DOTDB_EOS;
     }
     DIR *d = opendir(src);
     if (d == NULL) {
-        setf(err, errlen, "cannot open %s: %s", src, strerror(errno));
+        msgf(err, errlen, "cannot open %s: %s", src, strerror(errno));
         return DOTDB_EOS;
     }
     int rc = DOTDB_OK;
@@ -340,11 +332,11 @@ static int copy_tree(const char *src, const char *dst, int depth, uint64_t *file
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         char sp[4400], dp[4400];
-        setf(sp, sizeof sp, "%s/%s", src, de->d_name);
-        setf(dp, sizeof dp, "%s/%s", dst, de->d_name);
+        msgf(sp, sizeof sp, "%s/%s", src, de->d_name);
+        msgf(dp, sizeof dp, "%s/%s", dst, de->d_name);
         struct stat st;
         if (lstat(sp, &st) != 0) {
-            setf(err, errlen, "cannot stat %s: %s", sp, strerror(errno));
+            msgf(err, errlen, "cannot stat %s: %s", sp, strerror(errno));
             rc = DOTDB_EOS;
         } else if (S_ISDIR(st.st_mode)) {
             rc = copy_tree(sp, dp, depth + 1, files, err, errlen);
@@ -373,12 +365,12 @@ static int copy_tree(const char *src, const char *dst, int depth, uint64_t *file
             if (in >= 0)
                 close(in);
             if (e != 0) {
-                setf(err, errlen, "cannot copy %s to %s: %s", sp, dp, strerror(e));
+                msgf(err, errlen, "cannot copy %s to %s: %s", sp, dp, strerror(e));
                 rc = (e == ENOSPC || e == EDQUOT || e == EFBIG) ? DOTDB_ENOSPC : DOTDB_EIO;
             }
             (*files)++;
         } else if (!S_ISSOCK(st.st_mode)) {
-            setf(err, errlen, "%s is neither a file nor a directory (refused)", sp);
+            msgf(err, errlen, "%s is neither a file nor a directory (refused)", sp);
             rc = DOTDB_EINVAL;
         }
     }
@@ -386,7 +378,7 @@ static int copy_tree(const char *src, const char *dst, int depth, uint64_t *file
     int fd = open(dst, DIR_FLAGS);
     if (fd >= 0) {
         if (fsync(fd) != 0 && rc == DOTDB_OK) {
-            setf(err, errlen, "cannot fsync %s: %s", dst, strerror(errno));
+            msgf(err, errlen, "cannot fsync %s: %s", dst, strerror(errno));
             rc = DOTDB_EIO;
         }
         close(fd);
@@ -399,9 +391,9 @@ int recovery_restore(const char *src, const char *dst, uint64_t *files, char *er
     *files = 0;
     struct stat st;
     char p[4400];
-    setf(p, sizeof p, "%s/wal", src);
+    msgf(p, sizeof p, "%s/wal", src);
     if (stat(src, &st) != 0 || !S_ISDIR(st.st_mode) || stat(p, &st) != 0) {
-        setf(err, errlen, "%s is not a DotDB backup (no wal/ directory)", src);
+        msgf(err, errlen, "%s is not a DotDB backup (no wal/ directory)", src);
         return DOTDB_EINVAL;
     }
     DIR *d = opendir(dst);
@@ -412,22 +404,22 @@ int recovery_restore(const char *src, const char *dst, uint64_t *files, char *er
             n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
         closedir(d);
         if (n) {
-            setf(err, errlen, "%s is not empty: restore goes into a new or empty directory", dst);
+            msgf(err, errlen, "%s is not empty: restore goes into a new or empty directory", dst);
             return DOTDB_EEXISTS;
         }
     } else if (errno != ENOENT) {
-        setf(err, errlen, "cannot open %s: %s", dst, strerror(errno));
+        msgf(err, errlen, "cannot open %s: %s", dst, strerror(errno));
         return DOTDB_EOS;
     }
     static const char *const parts[] = {"system", "collections", "wal"};
     if (mkdir(dst, 0700) != 0 && errno != EEXIST) {
-        setf(err, errlen, "cannot create %s: %s", dst, strerror(errno));
+        msgf(err, errlen, "cannot create %s: %s", dst, strerror(errno));
         return DOTDB_EOS;
     }
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         char sp[4400], dp[4400];
-        setf(sp, sizeof sp, "%s/%s", src, parts[i]);
-        setf(dp, sizeof dp, "%s/%s", dst, parts[i]);
+        msgf(sp, sizeof sp, "%s/%s", src, parts[i]);
+        msgf(dp, sizeof dp, "%s/%s", dst, parts[i]);
         if (stat(sp, &st) != 0)
             continue;
         int rc = copy_tree(sp, dp, 1, files, err, errlen);

@@ -101,15 +101,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void setf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int storage_create(const dotdb_config *cfg, const char *dir, engine *eng, wal *log,
                    wk_pool *pool, manifest *mf, storage **out)
 {
@@ -121,7 +112,7 @@ int storage_create(const dotdb_config *cfg, const char *dir, engine *eng, wal *l
     if (cfg->wal_directory[0])
         snprintf(st->waldir, sizeof st->waldir, "%s", cfg->wal_directory);
     else
-        setf(st->waldir, sizeof st->waldir, "%s/wal", dir);
+        msgf(st->waldir, sizeof st->waldir, "%s/wal", dir);
     st->eng = eng;
     st->log = log;
     st->pool = pool;
@@ -336,7 +327,7 @@ static void ckpt_finished(storage *st, st_job *j)
     if (!ck->durable) {
         /* Renamed but the directory fsync failed: the old manifest may come
          * back after a crash, so the WAL since it stays. */
-        setf(st->last_error, sizeof st->last_error, "checkpoint at LSN %" PRIu64 " is in "
+        msgf(st->last_error, sizeof st->last_error, "checkpoint at LSN %" PRIu64 " is in "
              "place but its directory fsync failed (WAL kept): %s", ck->lsn, ck->err);
         fprintf(stderr, "dotdbd: warning: %s\n", st->last_error);
         st->failures++;
@@ -402,7 +393,7 @@ int storage_checkpoint_now(storage *st, char *err, size_t errlen)
     char rerr[600];
     int rc = wal_rotate(st->log, rerr, sizeof rerr);
     if (rc != DOTDB_OK) {
-        setf(err, errlen, "%s", rerr);
+        msgf(err, errlen, "%s", rerr);
         job_free(j);
         return rc;
     }
@@ -422,7 +413,7 @@ int storage_checkpoint_now(storage *st, char *err, size_t errlen)
     ckpt_run(ck);
     rc = ck->rc;
     if (rc != DOTDB_OK)
-        setf(err, errlen, "%s", ck->err);
+        msgf(err, errlen, "%s", ck->err);
     st->running = j;
     storage_job_done(st, j);
     return rc;
@@ -466,16 +457,16 @@ static int copy_file(st_job *j, const char *src_dir, const char *dst_dir, const 
                      uint64_t limit)
 {
     char sp[4400], dp[4400];
-    setf(sp, sizeof sp, "%s/%s", src_dir, name);
-    setf(dp, sizeof dp, "%s/%s", dst_dir, name);
+    msgf(sp, sizeof sp, "%s/%s", src_dir, name);
+    msgf(dp, sizeof dp, "%s/%s", dst_dir, name);
     int in = open(sp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0) {
-        setf(j->err, sizeof j->err, "cannot open %s: %s", sp, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot open %s: %s", sp, strerror(errno));
         return DOTDB_EOS;
     }
     int out = open(dp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (out < 0) {
-        setf(j->err, sizeof j->err, "cannot create %s: %s", dp, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot create %s: %s", dp, strerror(errno));
         close(in);
         return DOTDB_EOS;
     }
@@ -513,7 +504,7 @@ static int copy_file(st_job *j, const char *src_dir, const char *dst_dir, const 
         e = errno;
     close(in);
     if (e != 0) {
-        setf(j->err, sizeof j->err, "cannot copy %s to %s: %s", sp, dp, strerror(e));
+        msgf(j->err, sizeof j->err, "cannot copy %s to %s: %s", sp, dp, strerror(e));
         return (e == ENOSPC || e == EDQUOT || e == EFBIG) ? DOTDB_ENOSPC : DOTDB_EIO;
     }
     j->files++;
@@ -524,7 +515,7 @@ static int copy_file(st_job *j, const char *src_dir, const char *dst_dir, const 
 static int make_dir(st_job *j, const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-        setf(j->err, sizeof j->err, "cannot create %s: %s", path, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot create %s: %s", path, strerror(errno));
         return errno == ENOSPC ? DOTDB_ENOSPC : DOTDB_EOS;
     }
     return DOTDB_OK;
@@ -545,12 +536,12 @@ static int dest_is_usable(st_job *j)
     if (lstat(j->dest, &s) != 0)
         return errno == ENOENT ? DOTDB_OK : DOTDB_EOS;
     if (!S_ISDIR(s.st_mode)) {
-        setf(j->err, sizeof j->err, "%s exists and is not a directory", j->dest);
+        msgf(j->err, sizeof j->err, "%s exists and is not a directory", j->dest);
         return DOTDB_EEXISTS;
     }
     DIR *d = opendir(j->dest);
     if (d == NULL) {
-        setf(j->err, sizeof j->err, "cannot open %s: %s", j->dest, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot open %s: %s", j->dest, strerror(errno));
         return DOTDB_EOS;
     }
     int n = 0;
@@ -559,7 +550,7 @@ static int dest_is_usable(st_job *j)
         n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
     closedir(d);
     if (n != 0) {
-        setf(j->err, sizeof j->err, "%s is not empty: a backup goes into a new or empty directory",
+        msgf(j->err, sizeof j->err, "%s is not empty: a backup goes into a new or empty directory",
              j->dest);
         return DOTDB_EEXISTS;
     }
@@ -576,24 +567,24 @@ static void backup_fn(void *arg)
     int rc = dest_is_usable(j);
     if (rc == DOTDB_OK)
         rc = make_dir(j, j->dest);
-    setf(p, sizeof p, "%s/system", j->dest);
+    msgf(p, sizeof p, "%s/system", j->dest);
     if (rc == DOTDB_OK)
         rc = make_dir(j, p);
-    setf(p, sizeof p, "%s/wal", j->dest);
+    msgf(p, sizeof p, "%s/wal", j->dest);
     if (rc == DOTDB_OK)
         rc = make_dir(j, p);
-    setf(p, sizeof p, "%s/collections", j->dest);
+    msgf(p, sizeof p, "%s/collections", j->dest);
     if (rc == DOTDB_OK && j->mf.ncolls)
         rc = make_dir(j, p);
     for (size_t i = 0; rc == DOTDB_OK && i < j->mf.ncolls; i++) {
         const mf_coll *c = &j->mf.colls[i];
-        setf(p, sizeof p, "%s/collections/%s", j->dest, c->name);
+        msgf(p, sizeof p, "%s/collections/%s", j->dest, c->name);
         rc = make_dir(j, p);
-        setf(sp, sizeof sp, "%s/collections/%s", j->src, c->name);
+        msgf(sp, sizeof sp, "%s/collections/%s", j->src, c->name);
         if (rc == DOTDB_OK)
             rc = copy_file(j, sp, p, "metadata.json", UINT64_MAX);
-        setf(p, sizeof p, "%s/collections/%s/data", j->dest, c->name);
-        setf(sp, sizeof sp, "%s/collections/%s/data", j->src, c->name);
+        msgf(p, sizeof p, "%s/collections/%s/data", j->dest, c->name);
+        msgf(sp, sizeof sp, "%s/collections/%s/data", j->src, c->name);
         if (rc == DOTDB_OK && c->nsegs)
             rc = make_dir(j, p);
         for (size_t k = 0; rc == DOTDB_OK && k < c->nsegs; k++) {
@@ -603,11 +594,11 @@ static void backup_fn(void *arg)
         }
         if (rc == DOTDB_OK) {
             sync_dir(p);
-            setf(p, sizeof p, "%s/collections/%s", j->dest, c->name);
+            msgf(p, sizeof p, "%s/collections/%s", j->dest, c->name);
             sync_dir(p);
         }
     }
-    setf(p, sizeof p, "%s/wal", j->dest);
+    msgf(p, sizeof p, "%s/wal", j->dest);
     for (size_t i = 0; rc == DOTDB_OK && i < j->nwal; i++) {
         char name[64];
         snprintf(name, sizeof name, "wal_%06" PRIu64 ".log", j->wal[i].segno);
@@ -615,12 +606,12 @@ static void backup_fn(void *arg)
     }
     if (rc == DOTDB_OK) {
         sync_dir(p);
-        setf(p, sizeof p, "%s/collections", j->dest);
+        msgf(p, sizeof p, "%s/collections", j->dest);
         sync_dir(p);
         /* The manifest last: a backup cut short has none naming segments
          * it lacks. */
-        setf(p, sizeof p, "%s/system", j->dest);
-        setf(sp, sizeof sp, "%s/system", j->src);
+        msgf(p, sizeof p, "%s/system", j->dest);
+        msgf(sp, sizeof sp, "%s/system", j->src);
         if (j->mf.checkpoint_lsn)
             rc = copy_file(j, sp, p, MANIFEST_NAME, UINT64_MAX);
         sync_dir(p);
@@ -694,8 +685,8 @@ int storage_coll_json(void *ctx, const char *name, size_t len, dbuf *out)
 void storage_write_stats(const storage *st, const char *text, size_t len)
 {
     char tmp[4200], dst[4200];
-    setf(tmp, sizeof tmp, "%s/system/stats.json.tmp", st->dir);
-    setf(dst, sizeof dst, "%s/system/stats.json", st->dir);
+    msgf(tmp, sizeof tmp, "%s/system/stats.json.tmp", st->dir);
+    msgf(dst, sizeof dst, "%s/system/stats.json", st->dir);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return;

@@ -34,6 +34,10 @@ uint8_t *dbuf_steal(dbuf *b, size_t *len_out);
  * DOTDB_ENOMEM b is freed and *out is NULL. */
 int dbuf_to_cstr(dbuf *b, char **out, size_t *len_out);
 
+/* Format into a caller's fixed buffer (an error message), cutting what does
+ * not fit; err may be NULL or errlen 0 (nothing written). */
+void msgf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Little-endian loads from possibly unaligned memory. */
 static inline uint16_t ld_u16(const void *p)
 {

@@ -21,22 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "dotdb.h"
 #include "segment.h"
 #include "snap.h"
 
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-
-/* snprintf into an error buffer; long paths are cut, which is fine for a
- * message (and keeps -Wformat-truncation quiet). */
-static void setf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void setf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void ckpt_job_free(ckpt_job *job)
 {
@@ -48,7 +38,7 @@ void ckpt_job_free(ckpt_job *job)
  * fails O_NOFOLLOW | O_DIRECTORY with ELOOP or ENOTDIR; say so. */
 static void open_failed(char *err, size_t errlen, const char *path, int e)
 {
-    setf(err, errlen, "cannot open %s: %s%s", path, strerror(e),
+    msgf(err, errlen, "cannot open %s: %s%s", path, strerror(e),
          e == ELOOP || e == ENOTDIR ? " (it must be a directory; symbolic links under the data "
                                       "directory are never followed)" : "");
 }
@@ -128,7 +118,7 @@ static int write_metadata(int collfd, const char *path, const mf_coll *c, uint64
         e = errno;
     if (e != 0) {
         (void)unlinkat(collfd, "metadata.json.tmp", 0);
-        setf(err, errlen, "cannot write %s/metadata.json: %s", path, strerror(e));
+        msgf(err, errlen, "cannot write %s/metadata.json: %s", path, strerror(e));
         return errno_code(e);
     }
     return DOTDB_OK;
@@ -159,6 +149,24 @@ static int remember(run *r, int datafd, uint64_t segno)
     return DOTDB_OK;
 }
 
+/* Finish segment w and add it to the collection's manifest entry. */
+static int finish_segment(ckpt_job *j, seg_writer *w, mf_coll *out)
+{
+    seg_info info;
+    int rc = seg_finish(w, &info, j->err, sizeof j->err);
+    if (rc != DOTDB_OK)
+        return rc;
+    mf_segment *p = realloc(out->segs, (out->nsegs + 1) * sizeof *p);
+    if (p == NULL)
+        return DOTDB_ENOMEM;
+    out->segs = p;
+    out->segs[out->nsegs++] = (mf_segment){info.segno, info.docs, info.blocks, info.file_bytes,
+                                           info.raw_bytes, j->lsn};
+    j->bytes_written += info.file_bytes;
+    j->raw_written += info.raw_bytes;
+    return DOTDB_OK;
+}
+
 /* Write one collection's documents at the snapshot into new segments. */
 static int write_coll(run *r, int colls_fd, const shm_cat_entry *ce, const shm_coll *sc,
                       mf_coll *out, int *datafd_out)
@@ -186,7 +194,7 @@ static int write_coll(run *r, int colls_fd, const shm_cat_entry *ce, const shm_c
     snprintf(data_path, sizeof data_path, "%s/data", path);
     uint64_t segno;
     if (max_segno(datafd, &segno) != 0) {
-        setf(j->err, sizeof j->err, "cannot list %s: %s", data_path, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot list %s: %s", data_path, strerror(errno));
         close(collfd);
         return DOTDB_EOS;
     }
@@ -209,44 +217,18 @@ static int write_coll(run *r, int colls_fd, const shm_cat_entry *ce, const shm_c
         out->docs++;
         out->bytes += v->doc_len;
         if (rc == DOTDB_OK && seg_size_estimate(w) >= j->segment_size) {
-            seg_info info;
-            rc = seg_finish(w, &info, j->err, sizeof j->err);
+            rc = finish_segment(j, w, out);
             w = NULL;
-            if (rc == DOTDB_OK) {
-                mf_segment *p = realloc(out->segs, (out->nsegs + 1) * sizeof *p);
-                if (p == NULL) {
-                    rc = DOTDB_ENOMEM;
-                    break;
-                }
-                out->segs = p;
-                out->segs[out->nsegs++] = (mf_segment){info.segno, info.docs, info.blocks,
-                                                       info.file_bytes, info.raw_bytes, j->lsn};
-                j->bytes_written += info.file_bytes;
-                j->raw_written += info.raw_bytes;
-            }
         }
     }
     if (rc == DOTDB_OK && w != NULL) {
-        seg_info info;
-        rc = seg_finish(w, &info, j->err, sizeof j->err);
+        rc = finish_segment(j, w, out);
         w = NULL;
-        if (rc == DOTDB_OK) {
-            mf_segment *p = realloc(out->segs, (out->nsegs + 1) * sizeof *p);
-            if (p == NULL) {
-                rc = DOTDB_ENOMEM;
-            } else {
-                out->segs = p;
-                out->segs[out->nsegs++] = (mf_segment){info.segno, info.docs, info.blocks,
-                                                       info.file_bytes, info.raw_bytes, j->lsn};
-                j->bytes_written += info.file_bytes;
-                j->raw_written += info.raw_bytes;
-            }
-        }
     }
     seg_abort(w);
     if (rc == DOTDB_OK && fsync(datafd) != 0) {
         int e = errno;
-        setf(j->err, sizeof j->err, "cannot fsync %s: %s", data_path, strerror(e));
+        msgf(j->err, sizeof j->err, "cannot fsync %s: %s", data_path, strerror(e));
         rc = errno_code(e);
     }
     if (rc == DOTDB_OK)
@@ -326,7 +308,7 @@ void ckpt_run(ckpt_job *j)
         j->colls_written++;
     }
     if (rc == DOTDB_OK && fsync(collsfd) != 0) {
-        setf(j->err, sizeof j->err, "cannot fsync %s/collections: %s", j->dir, strerror(errno));
+        msgf(j->err, sizeof j->err, "cannot fsync %s/collections: %s", j->dir, strerror(errno));
         rc = errno_code(errno);
     }
     int renamed = 0;
@@ -346,7 +328,7 @@ void ckpt_run(ckpt_job *j)
         }
         manifest_free(&j->next);
         if (j->err[0] == 0)
-            setf(j->err, sizeof j->err, "%s", dotdb_strerror(rc));
+            msgf(j->err, sizeof j->err, "%s", dotdb_strerror(rc));
     } else {
         j->durable = 1;
         char cerr[600];
@@ -391,7 +373,7 @@ static int sweep_data(int collfd, const char *path, const mf_coll *c, char *err,
         if (keep)
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0 && rc == DOTDB_OK) {
-            setf(err, errlen, "cannot remove %s/data/%s: %s", path, de->d_name, strerror(errno));
+            msgf(err, errlen, "cannot remove %s/data/%s: %s", path, de->d_name, strerror(errno));
             rc = DOTDB_EIO;
         }
         removed = 1;
@@ -422,7 +404,7 @@ int ckpt_cleanup(const char *dir, const manifest *m, char *err, size_t errlen)
     err[0] = 0;
     int dirfd = open(dir, DIR_FLAGS);
     if (dirfd < 0) {
-        setf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+        msgf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
         return DOTDB_EOS;
     }
     (void)unlinkat(dirfd, "system/" MANIFEST_NAME ".tmp", 0);

@@ -72,17 +72,6 @@ int seg_parse_name(const char *name, uint64_t *segno)
     return 1;
 }
 
-static void msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int io_code(int e)
 {
     return (e == ENOSPC || e == EDQUOT || e == EFBIG) ? DOTDB_ENOSPC : DOTDB_EIO;
@@ -138,7 +127,7 @@ int seg_create(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpo
     w->fd = openat(dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (w->fd < 0) {
         int e = errno;
-        msg(err, errlen, "cannot create %s/%s: %s", dir_path, w->name, strerror(e));
+        msgf(err, errlen, "cannot create %s/%s: %s", dir_path, w->name, strerror(e));
         free(w);
         return io_code(e) == DOTDB_ENOSPC ? DOTDB_ENOSPC : DOTDB_EOS;
     }
@@ -151,7 +140,7 @@ int seg_create(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpo
     st_u64(h + 56, XXH64(h, 56, 0));
     int e = write_all(w->fd, h, sizeof h);
     if (e != 0) {
-        msg(err, errlen, "cannot write %s/%s: %s", dir_path, w->name, strerror(e));
+        msgf(err, errlen, "cannot write %s/%s: %s", dir_path, w->name, strerror(e));
         seg_abort(w);
         return io_code(e);
     }
@@ -191,7 +180,7 @@ static int flush_block(seg_writer *w, char *err, size_t errlen)
                w->out + SEG_BLK_HDR_SIZE);
     int e = write_all(w->fd, w->out, SEG_BLK_HDR_SIZE + stored);
     if (e != 0) {
-        msg(err, errlen, "cannot write %s/%s: %s", w->dir_path, w->name, strerror(e));
+        msgf(err, errlen, "cannot write %s/%s: %s", w->dir_path, w->name, strerror(e));
         return io_code(e);
     }
     w->info.file_bytes += SEG_BLK_HDR_SIZE + stored;
@@ -245,7 +234,7 @@ int seg_finish(seg_writer *w, seg_info *info, char *err, size_t errlen)
         if (e == 0 && fdatasync(w->fd) != 0)
             e = errno;
         if (e != 0) {
-            msg(err, errlen, "cannot write %s/%s: %s", w->dir_path, w->name, strerror(e));
+            msgf(err, errlen, "cannot write %s/%s: %s", w->dir_path, w->name, strerror(e));
             rc = io_code(e);
         }
         w->info.file_bytes += SEG_BLK_HDR_SIZE;
@@ -256,7 +245,7 @@ int seg_finish(seg_writer *w, seg_info *info, char *err, size_t errlen)
     }
     if (close(w->fd) != 0) {
         int e = errno;
-        msg(err, errlen, "cannot close %s/%s: %s", w->dir_path, w->name, strerror(e));
+        msgf(err, errlen, "cannot close %s/%s: %s", w->dir_path, w->name, strerror(e));
         w->fd = -1;
         seg_abort(w);
         return DOTDB_EIO;
@@ -300,7 +289,7 @@ static void damage(reader *r, uint64_t off, const char *fmt, ...)
     snprintf(line, sizeof line, "%s/%s: bad block at offset %" PRIu64 " (%s)", r->path_dir,
              r->name, off, why);
     if (!r->damaged)
-        msg(r->err, r->errlen, "%s", line);
+        msgf(r->err, r->errlen, "%s", line);
     r->damaged = 1;
     if (r->bad)
         r->bad(r->ctx, line);
@@ -355,12 +344,12 @@ int seg_read(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpoin
     int rc = DOTDB_OK;
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-        msg(err, errlen, "cannot open %s/%s: %s", dir_path, name, strerror(errno));
+        msgf(err, errlen, "cannot open %s/%s: %s", dir_path, name, strerror(errno));
         return errno == ENOENT ? DOTDB_ECORRUPT : DOTDB_EOS;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > SEG_MAX_FILE) {
-        msg(err, errlen, "%s/%s is not a readable segment file", dir_path, name);
+        msgf(err, errlen, "%s/%s is not a readable segment file", dir_path, name);
         rc = DOTDB_ECORRUPT;
         goto out;
     }
@@ -372,7 +361,7 @@ int seg_read(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpoin
     }
     int e = read_whole(fd, file, size);
     if (e != 0) {
-        msg(err, errlen, "cannot read %s/%s: %s", dir_path, name, strerror(e));
+        msgf(err, errlen, "cannot read %s/%s: %s", dir_path, name, strerror(e));
         rc = DOTDB_EOS;
         goto out;
     }
@@ -384,7 +373,7 @@ int seg_read(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpoin
         goto out;
     }
     if (ld_u32(file + 8) != SEG_VERSION) {
-        msg(err, errlen, "%s/%s: segment format version %" PRIu32 " (this build reads %u)",
+        msgf(err, errlen, "%s/%s: segment format version %" PRIu32 " (this build reads %u)",
             dir_path, name, ld_u32(file + 8), SEG_VERSION);
         rc = DOTDB_EVERSION;
         goto out;
