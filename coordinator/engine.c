@@ -804,8 +804,10 @@ void engine_publish(engine *e, uint64_t lsn)
             break;
         }
     }
-    memmove(e->acts, e->acts + i, (e->n_acts - i) * sizeof *e->acts);
-    e->n_acts -= i;
+    if (i > 0) { /* e->acts is NULL until the first action: no arithmetic on it */
+        memmove(e->acts, e->acts + i, (e->n_acts - i) * sizeof *e->acts);
+        e->n_acts -= i;
+    }
     e->published = lsn;
     /* seq_cst: pairs with the readers' validation load and orders this
      * publication before any later reclaim scan (readers.h). */
