@@ -95,6 +95,8 @@ for t in $targets; do
   len=$(max_len "$t")
   [[ -x "$bin" && -d "$corpus" ]] || { echo "fuzz: no target or corpus for $t" >&2; status=1; continue; }
   seeds=$(find "$corpus" -type f | wc -l)
+  dict=()
+  [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")
 
   replay=ok
   if ! "$bin" -runs=0 -max_len="$len" -timeout=25 "$corpus" >"$log" 2>&1; then
@@ -108,7 +110,7 @@ for t in $targets; do
     cp "$corpus"/* "$work/$t"/
     fuzz=ok
     if ! "$bin" -max_total_time="$seconds" -max_len="$len" -timeout=25 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" >>"$log" 2>&1; then
+      "${dict[@]}" -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" >>"$log" 2>&1; then
       fuzz=CRASHED
       status=1
     fi

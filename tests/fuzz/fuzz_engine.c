@@ -15,8 +15,18 @@
  * field (0 on a real connection) steers the harness: bit 0 ends the
  * current group commit with a publication, bit 1 ends it as if the WAL
  * write had failed (engine_undo of the whole group), bit 2 runs a
- * reclamation pass afterwards.  The remaining group is published at the
- * end of the input.
+ * reclamation pass afterwards, bit 3 marks a compact batch (below).  The
+ * remaining group is published at the end of the input.
+ *
+ * Compact batch: so that the fuzzer can change an operation without
+ * keeping a dozen lengths consistent, the payload of a BATCH frame with
+ * flags bit 3 is a list of [kind u8][flags u8][coll_len u8][id_len u8]
+ * [doc_len u16] headers each followed by its bytes (lengths cut to what is
+ * left), which the harness encodes with batch_add.  A kind with bit 7 set
+ * carries JSON text as its doc, encoded by the harness: a document for
+ * PUT / UPDATE (an id "g" is added when it has none), a value for MODIFY
+ * and DELETE_MANY, "filter NUL update" for UPDATE_MANY.  The encoded
+ * batch then goes through the same path as any other.
  *
  * Oracles:
  *   - a second engine (the "replica") replays exactly what would have been
@@ -213,6 +223,59 @@ static void stats(harness *h, const uint8_t *p, size_t len)
     dbuf_free(&out);
 }
 
+/* Encode a compact batch (see the top of the file) into b. */
+static void compact_batch(const uint8_t *p, size_t n, dbuf *b)
+{
+    size_t start, pos = 0;
+    FUZZ_CHECK(batch_begin(b, &start) == 0, "alloc");
+    while (n - pos >= 6) {
+        const uint8_t *h = p + pos;
+        size_t lens[3] = {h[2], h[3], ld_u16(h + 4)};
+        pos += 6;
+        const uint8_t *part[3];
+        for (int i = 0; i < 3; i++) {
+            if (lens[i] > n - pos)
+                lens[i] = n - pos;
+            part[i] = p + pos;
+            pos += lens[i];
+        }
+        batch_op op = {.kind = h[0] & 0x7f, .flags = h[1], .coll = (const char *)part[0],
+                       .coll_len = lens[0], .id = (const char *)part[1], .id_len = lens[1],
+                       .doc = part[2], .doc_len = lens[2]};
+        dbuf enc;
+        dbuf_init(&enc);
+        if (h[0] & 0x80) {
+            const char *text = (const char *)part[2];
+            size_t tlen = lens[2];
+            int rc;
+            if (op.kind == BOP_PUT || op.kind == BOP_UPDATE) {
+                rc = codec_from_json(text, tlen, NULL, "g", &enc, NULL, NULL, 0);
+            } else if (op.kind == BOP_UPDATE_MANY) {
+                const char *nul = memchr(text, 0, tlen);
+                size_t flen = nul ? (size_t)(nul - text) : tlen;
+                rc = dbuf_put_u32(&enc, 0);
+                if (rc == 0)
+                    rc = codec_value_from_json(text, flen, NULL, &enc, NULL, 0);
+                if (rc == 0) {
+                    st_u32(enc.data, (uint32_t)(enc.len - 4));
+                    rc = nul ? codec_value_from_json(nul + 1, tlen - flen - 1, NULL, &enc, NULL, 0)
+                             : DOTDB_EJSON;
+                }
+            } else {
+                rc = codec_value_from_json(text, tlen, NULL, &enc, NULL, 0);
+            }
+            if (rc == 0) {
+                op.doc = enc.data;
+                op.doc_len = enc.len;
+            } else {
+                op.doc_len = 0;
+            }
+        }
+        FUZZ_CHECK(batch_add(b, start, &op) == 0, "batch_add");
+        dbuf_free(&enc);
+    }
+}
+
 static void batch(harness *h, const wire_hdr *hd, const uint8_t *p, engine_out *out)
 {
     char err[512];
@@ -225,6 +288,9 @@ static void batch(harness *h, const wire_hdr *hd, const uint8_t *p, engine_out *
     out->is_resolved = 0;
     out->reply.len = 0;
     int rc = engine_apply_ex(h->prim, lsn, hd->lsn, p, hd->len, out, err, sizeof err);
+    if (getenv("FUZZ_DEBUG"))
+        fprintf(stderr, "engine: batch at LSN %llu: %d %s\n", (unsigned long long)lsn, rc,
+                rc ? err : "");
     if (rc != DOTDB_OK) {
         FUZZ_CHECK(rc < 0, "rc %d", rc);
         FUZZ_CHECK(engine_applied_lsn(h->prim) == lsn - 1, "a failed batch consumed its LSN");
@@ -282,7 +348,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *p = data + pos + WIRE_HDR_SIZE;
         switch (hd.op) {
         case WIRE_OP_BATCH:
-            batch(&h, &hd, p, &out);
+            if (hd.flags & 8u) {
+                dbuf b;
+                dbuf_init(&b);
+                compact_batch(p, hd.len, &b);
+                wire_hdr cb = hd;
+                cb.len = (uint32_t)b.len;
+                batch(&h, &cb, b.data, &out);
+                dbuf_free(&b);
+            } else {
+                batch(&h, &hd, p, &out);
+            }
             break;
         case WIRE_OP_STATS:
             stats(&h, p, hd.len);

@@ -13,14 +13,18 @@
  *   f: qfilter_match is 0 or 1; {} matches everything; a filter that pins
  *      the id (qfilter_id_eq) matches no document with another id; an
  *      upsert seed (qfilter_seed) validates, and a failing seed leaves its
- *      buffer as it was;
+ *      buffer as it was; {"$and": [F]} and {"$or": [F]} match what F
+ *      matches and {"$nor": [F]} the rest; the pipeline [{"$match": F}]
+ *      outputs exactly the matching documents, unchanged and in order;
  *   u: a successful update_apply yields a valid document with the same
  *      id, within the limits; a failing one leaves the buffer as it was;
  *   a: every output document validates; running with the leading $match
  *      done by the caller (agg_leading_match, skip_leading_match = 1)
  *      gives the same bytes as letting the pipeline do it;
  *   s: qsort_cmp and qvalue_cmp are a total preorder on the documents:
- *      reflexive, antisymmetric in sign, transitive;
+ *      reflexive, antisymmetric in sign, transitive; the pipeline
+ *      [{"$sort": S}] outputs the documents unchanged, ordered by qsort_cmp
+ *      and stable (ties keep the input order);
  *   p: qproj_apply output validates.
  */
 #include <stdint.h>
@@ -36,6 +40,8 @@
 #define NOW_MS 1700000000123LL
 
 typedef struct input {
+    const char *spec_text;
+    size_t spec_len;
     dbuf spec;
     int has_spec;
     dbuf doc[MAX_DOCS];
@@ -70,6 +76,56 @@ static void check_docs_out(const dbuf *out, size_t from, const char *what)
     }
 }
 
+/* Encode pre + the spec's text + post (a spec wrapped in an operator or
+ * a stage); 0 when that does not parse (too deep, too big). */
+static int wrap_spec(const input *in, const char *pre, const char *post, dbuf *out)
+{
+    dbuf t;
+    dbuf_init(&t);
+    int rc = dbuf_append(&t, pre, strlen(pre));
+    if (rc == 0)
+        rc = dbuf_append(&t, in->spec_text, in->spec_len);
+    if (rc == 0)
+        rc = dbuf_append(&t, post, strlen(post));
+    if (rc == 0)
+        rc = codec_value_from_json((const char *)t.data, t.len, NULL, out, NULL, 0);
+    dbuf_free(&t);
+    return rc == DOTDB_OK;
+}
+
+static int agg_once(const agg_pipeline *p, const input *in, int skip_match, dbuf *out);
+
+/* Run the one-stage pipeline pre + spec + post over the documents: 1 with
+ * the output in out when it compiles and runs, else 0. */
+static int run_stage(const input *in, const char *pre, const char *post, dbuf *out)
+{
+    dbuf pb;
+    dbuf_init(&pb);
+    agg_pipeline *p = NULL;
+    int ok = wrap_spec(in, pre, post, &pb) &&
+             agg_compile(val(&pb), &p, NULL, 0) == DOTDB_OK && agg_once(p, in, 0, out) == 0;
+    agg_free(p);
+    dbuf_free(&pb);
+    return ok;
+}
+
+/* The same filter in another spelling must match the same documents
+ * (negate: the complement). */
+static void same_matches(const input *in, const char *pre, const char *post, const int *m,
+                         int negate)
+{
+    dbuf fb;
+    dbuf_init(&fb);
+    qfilter *q = NULL;
+    if (wrap_spec(in, pre, post, &fb) && qfilter_compile(val(&fb), &q, NULL, 0) == DOTDB_OK) {
+        for (size_t i = 0; i < in->ndocs; i++)
+            FUZZ_CHECK(qfilter_match(q, val(&in->doc[i])) == (negate ? !m[i] : m[i]),
+                       "document %zu: %sF%s disagrees with F", i, pre, post);
+    }
+    qfilter_free(q);
+    dbuf_free(&fb);
+}
+
 static void run_filter(const input *in)
 {
     char err[256];
@@ -81,8 +137,9 @@ static void run_filter(const input *in)
     const char *pin = NULL;
     size_t pin_len = 0;
     int pinned = qfilter_id_eq(q, &pin, &pin_len);
+    int ms[MAX_DOCS];
     for (size_t i = 0; i < in->ndocs; i++) {
-        int m = qfilter_match(q, val(&in->doc[i]));
+        int m = ms[i] = qfilter_match(q, val(&in->doc[i]));
         FUZZ_CHECK(m == 0 || m == 1, "match returned %d", m);
         if (qfilter_is_all(q))
             FUZZ_CHECK(m == 1, "{} did not match");
@@ -96,6 +153,24 @@ static void run_filter(const input *in)
                        "filter pins id %.*s but matched another document", (int)pin_len, pin);
         }
     }
+    same_matches(in, "{\"$and\":[", "]}", ms, 0);
+    same_matches(in, "{\"$or\":[", "]}", ms, 0);
+    same_matches(in, "{\"$nor\":[", "]}", ms, 1);
+    dbuf out;
+    dbuf_init(&out);
+    if (run_stage(in, "[{\"$match\":", "}]", &out)) {
+        size_t off = 0;
+        for (size_t i = 0; i < in->ndocs; i++) {
+            if (!ms[i])
+                continue;
+            const dbuf *d = &in->doc[i];
+            FUZZ_CHECK(out.len - off >= d->len && memcmp(out.data + off, d->data, d->len) == 0,
+                       "$match output differs from the filter at document %zu", i);
+            off += d->len;
+        }
+        FUZZ_CHECK(off == out.len, "$match output has extra bytes");
+    }
+    dbuf_free(&out);
     dbuf seed;
     dbuf_init(&seed);
     FUZZ_CHECK(dbuf_append(&seed, "xy", 2) == DOTDB_OK, "alloc");
@@ -234,6 +309,35 @@ static void run_sort(const input *in)
     if (qsort_compile(val(&in->spec), &s, err, sizeof err) != DOTDB_OK)
         return;
     check_order(in, s);
+    dbuf out;
+    dbuf_init(&out);
+    if (run_stage(in, "[{\"$sort\":", "}]", &out)) {
+        /* Each output document is one of the inputs; consecutive ones are
+         * in order, and equal ones keep their input order. */
+        size_t off = 0, prev = SIZE_MAX, seen = 0;
+        int used[MAX_DOCS] = {0};
+        while (off < out.len) {
+            size_t k = SIZE_MAX;
+            for (size_t i = 0; i < in->ndocs && k == SIZE_MAX; i++) {
+                const dbuf *d = &in->doc[i];
+                if (!used[i] && out.len - off >= d->len &&
+                    memcmp(out.data + off, d->data, d->len) == 0)
+                    k = i;
+            }
+            FUZZ_CHECK(k != SIZE_MAX, "$sort output at %zu is no unused input document", off);
+            used[k] = 1;
+            if (prev != SIZE_MAX) {
+                int c = qsort_cmp(s, val(&in->doc[prev]), val(&in->doc[k]));
+                FUZZ_CHECK(c < 0 || (c == 0 && prev < k),
+                           "$sort put document %zu after %zu (cmp %d)", k, prev, c);
+            }
+            prev = k;
+            off += in->doc[k].len;
+            seen++;
+        }
+        FUZZ_CHECK(seen == in->ndocs, "$sort output %zu of %zu documents", seen, in->ndocs);
+    }
+    dbuf_free(&out);
     qsort_free(s);
 }
 
@@ -293,6 +397,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (part == 0) {
             in.has_spec =
                 codec_value_from_json(text, n, &lim, &in.spec, err, sizeof err) == DOTDB_OK;
+            in.spec_text = text;
+            in.spec_len = n;
         } else {
             char gen[16];
             snprintf(gen, sizeof gen, "d%d", part);

@@ -261,6 +261,54 @@ static void engine_seeds(void)
     dbuf_free(&um);
 }
 
+/* One operation of a compact batch (fuzz_engine.c); json: bit 7 of kind. */
+static void cop(dbuf *b, uint8_t kind, uint8_t flags, const char *coll, const char *id,
+                const void *doc, size_t doc_len)
+{
+    uint8_t h[6] = {kind, flags, (uint8_t)strlen(coll), (uint8_t)(id ? strlen(id) : 0)};
+    st_u16(h + 4, (uint16_t)doc_len);
+    dbuf_append(b, h, sizeof h);
+    dbuf_append(b, coll, strlen(coll));
+    if (id)
+        dbuf_append(b, id, strlen(id));
+    dbuf_append(b, doc, doc_len);
+}
+
+static void compact_seeds(void)
+{
+    dbuf s, b;
+    dbuf_init(&s);
+    dbuf_init(&b);
+    for (size_t i = 1; i < sizeof docs / sizeof docs[0]; i++)
+        cop(&b, 0x80 | BOP_PUT, 0, "users", NULL, docs[i], strlen(docs[i]));
+    frame(&s, WIRE_OP_BATCH, 8 | 1, 0, b.data, b.len);
+    b.len = 0;
+    static const char um[] = "{\"age\":{\"$gt\":1}}\0{\"$inc\":{\"age\":1},\"$set\":{\"seen\":true}}";
+    cop(&b, 0x80 | BOP_UPDATE_MANY, 0, "users", NULL, um, sizeof um - 1);
+    static const char up[] = "{\"email\":\"q@x.org\",\"n\":{\"$gt\":5}}\0{\"$set\":{\"name\":\"Q\"}}";
+    cop(&b, 0x80 | BOP_UPDATE_MANY, BOP_F_UPSERT, "users", "up1", up, sizeof up - 1);
+    static const char push[] = "{\"$push\":{\"tags\":{\"$each\":[\"z\"],\"$slice\":-2}}}";
+    cop(&b, 0x80 | BOP_MODIFY, 0, "users", "a1", push, sizeof push - 1);
+    cop(&b, 0x80 | BOP_MODIFY, BOP_F_UPSERT, "users", "zz", push, sizeof push - 1);
+    frame(&s, WIRE_OP_BATCH, 8, 0, b.data, b.len);
+    b.len = 0;
+    static const char dm[] = "{\"tags\":\"x\"}";
+    cop(&b, 0x80 | BOP_DELETE_MANY, 0, "users", NULL, dm, sizeof dm - 1);
+    cop(&b, BOP_CHECK, 0, "users", "n", NULL, 0);
+    frame(&s, WIRE_OP_BATCH, 8 | 2, 3, b.data, b.len);
+    b.len = 0;
+    static const char rep[] = "{\"id\":\"n\",\"replaced\":[1,2,3]}";
+    cop(&b, 0x80 | BOP_UPDATE, 0, "users", "n", rep, sizeof rep - 1);
+    cop(&b, BOP_DELETE, 0, "users", "deep", NULL, 0);
+    cop(&b, BOP_CREATE_COLL, 0, "tmp", NULL, NULL, 0);
+    cop(&b, BOP_DROP_COLL, 0, "tmp", NULL, NULL, 0);
+    frame(&s, WIRE_OP_BATCH, 8 | 1 | 4, 0, b.data, b.len);
+    frame(&s, WIRE_OP_STATS, 0, 0, "users", 5);
+    put("fuzz_engine", "seed-compact", s.data, s.len);
+    dbuf_free(&s);
+    dbuf_free(&b);
+}
+
 /* Concatenate the files of a WAL directory, behind a flags byte. */
 static void wal_seed(const char *name, uint8_t flags, uint64_t seg_size, int nrec)
 {
@@ -375,6 +423,7 @@ int main(int argc, char **argv)
     codec_and_json();
     query();
     engine_seeds();
+    compact_seeds();
     wal_seed("seed-one-segment", 0x00, 1 << 20, 6);
     wal_seed("seed-rotated", 0x00, 700, 9);
     wal_seed("seed-fixed-after3", 0x01 | 0x02 | (2 << 2), 1 << 20, 4);
