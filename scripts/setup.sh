@@ -3,12 +3,20 @@
 # again: packages already present are skipped.
 #   scripts/setup.sh            build + test dependencies
 #   scripts/setup.sh --bench    also the benchmark peers (LMDB, SQLite, Redis)
+#   scripts/setup.sh --fuzz     also clang and its runtime with libFuzzer
+#                               (scripts/fuzz.sh); flags combine
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev libpcre2-dev)
-if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox) ;;
+    # libFuzzer and the sanitizer runtimes live in libclang-rt-14-dev
+    # (Debian 12's clang is clang-14).
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    *) echo "setup: unknown option $arg (expected --bench, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
