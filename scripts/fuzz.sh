@@ -109,7 +109,7 @@ for t in $targets; do
     mkdir -p "$work/$t"
     cp "$corpus"/* "$work/$t"/
     fuzz=ok
-    if ! "$bin" -max_total_time="$seconds" -max_len="$len" -timeout=25 -rss_limit_mb=2048 \
+    if ! "$bin" -max_total_time="$seconds" -max_len="$len" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=512 \
       "${dict[@]}" -print_final_stats=1 -artifact_prefix="$artifacts/$t-" "$work/$t" >>"$log" 2>&1; then
       fuzz=CRASHED
       status=1

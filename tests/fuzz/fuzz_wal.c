@@ -184,6 +184,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The log must take the next record where replay left it. */
     static const uint8_t payload[] = {1, 0, 0, 0, 'f', 'u', 'z', 'z', 'e', 'd'};
     rc = wal_append(w, last + 1, WAL_REC_BATCH, payload, sizeof payload);
+    if (last >= WAL_LSN_MAX) { /* the log is full: nothing may be appended */
+        FUZZ_CHECK(rc == DOTDB_EINVAL, "append past WAL_LSN_MAX: %d", rc);
+        wal_close(w);
+        goto out;
+    }
     FUZZ_CHECK(rc == DOTDB_OK, "append after replay: %d", rc);
     rc = wal_write(w, err, sizeof err);
     FUZZ_CHECK(rc == DOTDB_OK, "write after replay: %s", err);
