@@ -517,11 +517,13 @@ static int op_derived(apply_ctx *ax, const batch_op *op)
     int rc = 0;
 
     if (op->kind == BOP_UPDATE_MANY) {
-        uint32_t flen = op->doc_len >= 4 ? ld_u32(op->doc) : UINT32_MAX;
-        if (flen > op->doc_len - 4) {
+        /* doc_len < 4 must fail here: doc_len - 4 would wrap around and
+         * let a filter length reach past the batch. */
+        if (op->doc_len < 4 || ld_u32(op->doc) > op->doc_len - 4) {
             snprintf(ax->err, ax->errlen, "malformed update-many operation");
             return DOTDB_EPROTO;
         }
+        uint32_t flen = ld_u32(op->doc);
         fv = (codec_val){op->doc + 4, flen};
         uv = (codec_val){op->doc + 4 + flen, op->doc_len - 4 - flen};
     } else if (op->kind == BOP_DELETE_MANY) {
@@ -814,8 +816,10 @@ void engine_publish(engine *e, uint64_t lsn)
             break;
         }
     }
-    memmove(e->acts, e->acts + i, (e->n_acts - i) * sizeof *e->acts);
-    e->n_acts -= i;
+    if (i > 0) { /* e->acts is NULL until the first action: no arithmetic on it */
+        memmove(e->acts, e->acts + i, (e->n_acts - i) * sizeof *e->acts);
+        e->n_acts -= i;
+    }
     e->published = lsn;
     /* seq_cst: pairs with the readers' validation load and orders this
      * publication before any later reclaim scan (readers.h). */

@@ -390,6 +390,10 @@ int wal_append(wal *w, uint64_t lsn, uint32_t type, const void *payload, size_t 
     assert(w->replayed && lsn == w->last_lsn + 1 && type != 0);
     if (!w->replayed || lsn != w->last_lsn + 1 || type == 0)
         return DOTDB_EINVAL;
+    /* After a log ending at the top LSN, last + 1 wraps: such a record
+     * would be written, acknowledged and refused by the next replay. */
+    if (lsn == 0 || lsn > WAL_LSN_MAX)
+        return DOTDB_EINVAL;
     size_t body = (size_t)rec_body_size(len);
     int rc = buf_reserve(w, body + WAL_CHECK_SIZE);
     if (rc != DOTDB_OK)
@@ -799,8 +803,8 @@ static void add_warning(wal_replay_info *info, const char *fmt, ...)
 
 static bool lsn_follows(const struct replay *r, uint64_t lsn)
 {
-    if (lsn == 0)
-        return false;
+    if (lsn == 0 || lsn > WAL_LSN_MAX)
+        return false; /* no successor could be appended after it */
     if (r->prev_lsn == 0)
         return true; /* the log may start anywhere: older segments were checkpointed */
     /* a jump is harmless when the checkpoint holds every LSN skipped */

@@ -14,7 +14,7 @@
  * Records follow back to back, each 8-byte aligned:
  *   0  len        u32  payload bytes (<= WAL_MAX_PAYLOAD)
  *   4  type       u32  WAL_REC_* (nonzero)
- *   8  lsn        u64  strictly increasing by exactly 1 through the log
+ *   8  lsn        u64  1..WAL_LSN_MAX, strictly increasing by exactly 1 through the log
  *                      (across segments too; the one exception is under
  *                      wal_replay: a jump whose skipped LSNs are all <=
  *                      after_lsn, i.e. in the checkpoint)
@@ -70,6 +70,9 @@
 #define WAL_MAX_PAYLOAD (1u << 30)
 #define WAL_SEG_HDR_SIZE 32u
 #define WAL_REC_HDR_SIZE 16u
+/* Largest LSN a record may carry: UINT64_MAX is the engine's "newest"
+ * sentinel (end_lsn, drop_lsn) and would have no successor. */
+#define WAL_LSN_MAX (UINT64_MAX - 1)
 
 typedef struct wal wal;
 
@@ -121,7 +124,8 @@ int wal_check(const char *dir, uint64_t after_lsn, wal_replay_info *info, char *
               size_t errlen);
 
 /* Buffer one record.  lsn must be last appended + 1 and type nonzero, after
- * wal_replay (assert; DOTDB_EINVAL in builds without asserts).
+ * wal_replay (assert; DOTDB_EINVAL in builds without asserts), and at most
+ * WAL_LSN_MAX (DOTDB_EINVAL: the log is full).
  * DOTDB_ENOMEM, DOTDB_ETOOBIG (len > WAL_MAX_PAYLOAD), DOTDB_EIO (failed). */
 int wal_append(wal *w, uint64_t lsn, uint32_t type, const void *payload, size_t len);
 

@@ -777,6 +777,13 @@ int dval_path_set(dval *root, const char *path, size_t plen, dval *v, char *err,
     int rc;
     if (cur->type == DV_OBJECT) {
         rc = dval_obj_set(cur, attach, attach_len, &chain);
+    } else if (idx - cur->u.arr.n > DVAL_MAX_PAD) {
+        /* The padding would be allocated before any size limit could
+         * refuse the result: "a.2000000000" asked for 64 GB. */
+        if (err && errlen)
+            snprintf(err, errlen, "cannot pad array '%.*s' with %zu nulls (at most %u)",
+                     (int)prevlen, prev ? prev : "", idx - cur->u.arr.n, DVAL_MAX_PAD);
+        rc = DOTDB_ETOOBIG;
     } else {
         /* array, index idx >= n: pad with nulls */
         rc = arr_reserve(cur, idx + 1);

@@ -119,8 +119,11 @@ dval *dval_path_get(const dval *root, const char *path, size_t plen);
  * way (MongoDB $set semantics).  A numeric part on an array sets that
  * element, padding with nulls past the end.  Fails with DOTDB_EINVAL and a
  * message in err (may be NULL) when a part crosses a scalar ("cannot
- * create field 'b' in element {a: 5}") or a non-numeric part meets an array.
+ * create field 'b' in element {a: 5}") or a non-numeric part meets an array,
+ * and with DOTDB_ETOOBIG when the padding would exceed DVAL_MAX_PAD nulls
+ * (MongoDB refuses to backfill past 1,500,000 elements too).
  */
+#define DVAL_MAX_PAD 1500000u
 int dval_path_set(dval *root, const char *path, size_t plen, dval *v, char *err, size_t errlen);
 /* Remove the value at path ($unset: on an array element it becomes null,
  * as MongoDB does).  1 when something was removed, 0 when absent. */

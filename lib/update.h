@@ -6,7 +6,9 @@
  *
  * Operators: $set $unset $inc $mul $min $max $rename $push (with $each,
  * $slice, $position) $pull (value or condition) $addToSet (with $each)
- * $pop $currentDate.  Paths are dotted; numeric parts index arrays.
+ * $pop $currentDate.  Paths are dotted; numeric parts index arrays (an
+ * index past the end pads with nulls, at most 1,500,000 of them, as
+ * MongoDB: more is DOTDB_ETOOBIG before anything is allocated).
  *
  * Errors (DOTDB_EINVAL with a message naming the operator and field): an
  * unknown operator, a mix of operators and plain fields, a wrong operand

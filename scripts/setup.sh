@@ -4,7 +4,9 @@
 #   scripts/setup.sh            build + test dependencies
 #   scripts/setup.sh --bench    also the benchmark peers (LMDB, SQLite, Redis)
 #   scripts/setup.sh --model    also the SPIN model checker (scripts/model.sh)
-# Flags combine: scripts/setup.sh --bench --model.
+#   scripts/setup.sh --fuzz     also clang and its runtime with libFuzzer
+#                               (scripts/fuzz.sh)
+# Flags combine: scripts/setup.sh --bench --model --fuzz.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libev-dev libcjson-dev liblz4-dev libxxhash-dev libcriterion-dev libpcre2-dev strace valgrind)
@@ -12,7 +14,10 @@ for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox) ;;
     --model) pkgs+=(spin) ;;
-    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+    # libFuzzer and the sanitizer runtimes live in libclang-rt-14-dev
+    # (Debian 12's clang is clang-14).
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    *) echo "setup: unknown option $arg (expected --bench, --model, --fuzz)" >&2; exit 2 ;;
   esac
 done
 

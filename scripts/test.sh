@@ -3,13 +3,17 @@
 # and -Werror, and run the whole test suite (unit, multi-process, crash and
 # CLI tests) through ctest, which prints the summary line; then the lock-free
 # stress program and the coordinator under ThreadSanitizer, the SPIN model of the protocol
-# (scripts/model.sh) and a short multi-process stress run (scripts/stress.sh).
+# (scripts/model.sh), a short multi-process stress run (scripts/stress.sh), and
+# the fuzz targets (clang + libFuzzer): every committed corpus input once,
+# and a short fuzz of each.
 #   scripts/test.sh            the whole suite
 #   BUILD_DIR=... scripts/test.sh
+#   FUZZ_SECONDS=N scripts/test.sh   fuzz each target N s (default 20; 0:
+#                                    corpus replay only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --fuzz
 build=${BUILD_DIR:-build-test}
 jobs=$(nproc 2>/dev/null || echo 2)
 
@@ -72,4 +76,9 @@ BUILD_DIR="$build" bash scripts/stress.sh "$stress_seconds" || status=1
 # Benchmark smoke test: the drivers build and run (no timing threshold).
 echo "Benchmark smoke: point_read_1p, 2000 records"
 bash scripts/bench.sh --quick --only point_read_1p --records 2000 --seconds 0.2 || status=1
+# Fuzzing: the regression replay of tests/fuzz/corpus/ plus FUZZ_SECONDS of
+# fuzzing per target (7 targets: about 2.5 minutes, plus the clang build).
+fuzz_seconds=${FUZZ_SECONDS:-20}
+echo "Fuzzing: corpus replay + ${fuzz_seconds} s per target (scripts/fuzz.sh)"
+FUZZ_BUILD_JOBS=$jobs bash scripts/fuzz.sh "$fuzz_seconds" || status=1
 exit $status

@@ -31,6 +31,9 @@
 #define BLK_MAGIC 0x4b4c4244u /* "DBLK" */
 #define END_MAGIC 0x444e4544u /* "DEND" */
 #define SEG_MAX_FILE (UINT64_C(1) << 34) /* 16 GiB: more is damage, not data */
+/* An lz4 block never decompresses to more than about 255 times its size
+ * (one length byte adds at most 255 bytes of output). */
+#define LZ4_MAX_RATIO 255u
 
 struct seg_writer {
     int dirfd;
@@ -425,7 +428,11 @@ int seg_read(int dirfd, const char *dir_path, uint64_t segno, uint64_t checkpoin
         }
         const uint8_t *payload = h + SEG_BLK_HDR_SIZE;
         const char *why = NULL;
-        if (h[4] == SEG_CODEC_LZ4) {
+        if (h[4] == SEG_CODEC_LZ4 && (uint64_t)raw_len > (uint64_t)stored * LZ4_MAX_RATIO + 64u) {
+            /* Checked before the buffer is sized: trusting raw_len would
+             * allocate up to 4 GiB for a 32-byte block. */
+            why = "raw length impossible for the lz4 data";
+        } else if (h[4] == SEG_CODEC_LZ4) {
             if (raw_len > lz_cap) {
                 char *p = realloc(lz_buf, raw_len);
                 if (p == NULL) {

@@ -172,6 +172,17 @@ Test(update, set_cannot_cross_a_scalar_or_an_array)
               "$set: cannot create field 'c' in element {b: \"s\"}");
 }
 
+/* Found while fuzzing the update path (a hand-written fuzz_query input):
+ * the padding was allocated before any limit could
+ * refuse the result ("a.2000000000" asked for 64 GB). */
+Test(update, set_pads_at_most_1500000_nulls)
+{
+    check_err("{\"$set\":{\"a.2000000000\":1}}", "{\"id\":\"1\",\"a\":[]}", DOTDB_ETOOBIG,
+              "$set: cannot pad array 'a' with 2000000000 nulls (at most 1500000)");
+    check_err("{\"$inc\":{\"x.a.1500002\":1}}", "{\"id\":\"1\",\"x\":{\"a\":[0]}}",
+              DOTDB_ETOOBIG, "$inc: cannot pad array 'a' with 1500001 nulls (at most 1500000)");
+}
+
 Test(update, unset_fields_and_array_elements)
 {
     check("{\"$unset\":{\"a\":\"\",\"b.c\":1}}", "{\"id\":\"1\",\"a\":1,\"b\":{\"c\":2,\"d\":3}}",

@@ -663,6 +663,28 @@ Test(wal, lsn_gap_in_last_segment_is_cut)
     wal_close(w);
 }
 
+/* Found by fuzz_wal: a record at LSN 2^64 - 1 was replayed, the next
+ * append wrapped around to LSN 0, and the start after that cut the
+ * acknowledged record as a torn tail. */
+Test(wal, lsn_past_the_maximum_is_cut_and_never_appended)
+{
+    static const uint64_t lsns[] = {1, 2, UINT64_MAX};
+    wal_replay_info info;
+    struct seen s = {0}, s2 = {0};
+    craft_segment(1, lsns, 3);
+    wal *w = open_replay(1 << 20, 0, &info, &s);
+    assert_lsns(&s, 1, 2);
+    cr_assert_eq(info.truncated_bytes, rec_size_of(UINT64_MAX));
+    cr_assert(strstr(info.warning, "does not follow 2") != NULL, "%s", info.warning);
+    cr_assert_eq(wal_last_lsn(w), 2);
+    wal_close(w);
+    /* A log or checkpoint at the top LSN takes no further record. */
+    w = open_replay(1 << 20, WAL_LSN_MAX, &info, &s2);
+    cr_assert_eq(wal_last_lsn(w), WAL_LSN_MAX);
+    cr_assert_eq(wal_append(w, WAL_LSN_MAX + 1, 1, "x", 1), DOTDB_EINVAL);
+    wal_close(w);
+}
+
 Test(wal, repeated_last_lsn_is_cut)
 {
     static const uint64_t lsns[] = {5, 6, 7, 7};
