@@ -825,8 +825,13 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         session_close(s); /* EOF or error: the client is gone; its slots go with it (I8) */
         return;
     }
-    if (s->closing)
+    if (s->closing) {
+        /* Whatever made us close (out of memory queuing a response,
+         * a protocol error), nothing else will: send what is ready and
+         * close once it is out (flush_output), or now if nothing is. */
         ev_io_stop(s->srv->loop, &s->rio);
+        send_responses(s);
+    }
 }
 
 /* ---- sessions ---- */
