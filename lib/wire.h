@@ -118,6 +118,13 @@ void wire_hdr_get(const uint8_t *p, wire_hdr *h);
 int batch_begin(dbuf *b, size_t *start);
 /* Append one op; bumps the count at b->data + start. */
 int batch_add(dbuf *b, size_t start, const batch_op *op);
+/* Append a PUT op into `coll` whose document the caller then appends to b
+ * itself (encoding straight into the batch, no copy); *op_start receives
+ * where the op begins.  batch_put_end sets the document's length from
+ * b->len and bumps the count.  On a failed encoding, b->len = *op_start
+ * drops the op. */
+int batch_put_begin(dbuf *b, const char *coll, size_t coll_len, size_t *op_start);
+int batch_put_end(dbuf *b, size_t start, size_t op_start);
 /* Number of ops so far. */
 uint32_t batch_count(const dbuf *b, size_t start);
 
