@@ -56,7 +56,11 @@ static int to_json_string(dotdb *db, const uint8_t *p, size_t len, char **out, s
 {
     dbuf b;
     dbuf_init(&b);
-    int rc = codec_to_json((codec_val){p, len}, &b);
+    /* One allocation for most documents: the text is rarely longer than
+     * the encoding (no offset tables, but quotes and commas). */
+    int rc = dbuf_reserve(&b, len + len / 4 + 32) ? DOTDB_ENOMEM : 0;
+    if (rc == 0)
+        rc = codec_to_json((codec_val){p, len}, &b);
     if (rc == 0)
         rc = dbuf_to_cstr(&b, out, len_out);
     else
