@@ -85,6 +85,15 @@ size_t codec_utf8_seq(const uint8_t *s, size_t avail)
 static int utf8_valid(const uint8_t *s, size_t n)
 {
     size_t i = 0;
+    /* All ASCII (the common case): no byte has its high bit set. */
+    uint64_t high = 0;
+    for (; n - i >= 8; i += 8)
+        high |= ld_u64(s + i);
+    for (size_t j = i; j < n; j++)
+        high |= s[j];
+    if ((high & 0x8080808080808080ull) == 0)
+        return 1;
+    i = 0;
     while (i < n) {
         if (n - i >= 8 && (ld_u64(s + i) & 0x8080808080808080ull) == 0) {
             i += 8;
@@ -102,6 +111,11 @@ static int utf8_valid(const uint8_t *s, size_t n)
  * runs past `avail`, is longer than 5 bytes or does not fit 32 bits. */
 static int varint_get(const uint8_t *p, size_t avail, uint32_t *v, size_t *n)
 {
+    if (avail > 0 && p[0] < 0x80) { /* lengths below 128: one byte */
+        *v = p[0];
+        *n = 1;
+        return 0;
+    }
     uint64_t val = 0;
     for (size_t i = 0; i < 5 && i < avail; i++) {
         val |= (uint64_t)(p[i] & 0x7f) << (7 * i);
@@ -131,6 +145,8 @@ static size_t varint_read(const uint8_t *p, uint32_t *v)
 /* memcmp over the shorter key, then the shorter key first (codec.h). */
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
+    if (alen && blen && a[0] != b[0]) /* most keys differ in their first byte */
+        return (int)a[0] - (int)b[0];
     size_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0; /* an empty key may come with a NULL pointer */
     if (c != 0)
