@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "dotdb.h"
+#include "fragments.h"
 #include "pool.h"
 #include "readers.h"
 #include "wire.h"
@@ -63,6 +64,7 @@ typedef struct session {
     int closing;            /* close once the output is flushed */
     response *resp;
     size_t n_resp, cap_resp;
+    frag_batch frag;        /* a BATCH arriving in fragments (fragments.h) */
     struct session *next, *prev;
 } session;
 
@@ -438,35 +440,57 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t max_frame(const server *srv);
+
 static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
 {
     server *srv = s->srv;
     engine *e = srv->a->eng;
     engine_out *out = &srv->apply_out;
     char err[512];
-    if (srv->read_only) {
-        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+    size_t len = h->len;
+    if (h->flags & WIRE_F_MORE) { /* a fragment: checked and kept, no response */
+        frag_add(&s->frag, e, p, len, max_frame(srv));
         return;
     }
-    if (h->len < 4 || ld_u32(p) == 0) {
+    out->docs_checked = 0;
+    if (s->frag.active) { /* the last frame: the batch is the assembly */
+        const uint8_t *whole;
+        int rc = frag_finish(&s->frag, e, p, len, max_frame(srv), &whole, &len);
+        if (rc != 0) {
+            queue_error(s, h->req_id, h->op, rc, s->frag.err);
+            frag_reset(&s->frag);
+            return;
+        }
+        p = whole;
+        out->docs_checked = 1;
+    }
+    if (srv->read_only) {
+        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+        frag_reset(&s->frag);
+        return;
+    }
+    if (len < 4 || ld_u32(p) == 0) {
         queue_error(s, h->req_id, h->op, DOTDB_EINVAL, "empty batch");
+        frag_reset(&s->frag);
         return;
     }
     uint64_t lsn = engine_applied_lsn(e) + 1;
     out->now_ms = wall_ms();
     out->is_resolved = 0;
     out->reply.len = 0;
-    int rc = engine_apply_ex(e, lsn, h->lsn, p, h->len, out, err, sizeof err);
+    int rc = engine_apply_ex(e, lsn, h->lsn, p, len, out, err, sizeof err);
     if (rc == 0) {
         /* Derived operations are logged as what they resolved to. */
         const uint8_t *rec = out->is_resolved ? out->log.data : p;
-        size_t rec_len = out->is_resolved ? out->log.len : h->len;
+        size_t rec_len = out->is_resolved ? out->log.len : len;
         rc = wal_append(srv->a->log, lsn, WAL_REC_BATCH, rec, rec_len);
         if (rc != 0) {
             engine_undo(e, lsn);
             snprintf(err, sizeof err, "cannot buffer the WAL record: %s", dotdb_strerror(rc));
         }
     }
+    frag_reset(&s->frag); /* the WAL buffer holds its own copy of the record */
     if (rc != 0) {
         queue_error(s, h->req_id, h->op, rc, err);
         return;
@@ -656,6 +680,7 @@ static void session_close(session *s)
     for (size_t i = 0; i < s->n_resp; i++)
         free(s->resp[i].payload);
     free(s->resp);
+    frag_free(&s->frag);
     dbuf_free(&s->in);
     dbuf_free(&s->out);
     if (s->prev)
@@ -729,6 +754,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         s->conn_id = ++srv->next_conn_id;
         dbuf_init(&s->in);
         dbuf_init(&s->out);
+        frag_init(&s->frag);
         ev_io_init(&s->rio, read_cb, fd, EV_READ);
         ev_io_init(&s->wio, write_cb, fd, EV_WRITE);
         s->rio.data = s->wio.data = s;

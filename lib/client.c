@@ -214,7 +214,13 @@ static int attach(dotdb *db, conn **out)
     st_u32(hello + WIRE_HDR_SIZE + 4, SHM_LAYOUT_VERSION);
     st_u64(hello + WIRE_HDR_SIZE + 8, (uint64_t)getpid());
     if (write_all(fd, hello, sizeof hello) != 0) {
-        rc = cl_fail(db, DOTDB_EDISCONNECTED, "cannot send the handshake: %s", strerror(errno));
+        /* A coordinator that refuses us (uid, max_connections) answers at
+         * accept and closes, maybe before our HELLO went out: its error
+         * frame is then waiting to be read. */
+        int e = errno;
+        rc = recv_hello(db, fd, &h, pl, sizeof pl, fds);
+        if (rc == 0 || rc == DOTDB_EDISCONNECTED || rc == DOTDB_EPROTO)
+            rc = cl_fail(db, DOTDB_EDISCONNECTED, "cannot send the handshake: %s", strerror(e));
         goto fail;
     }
     if ((rc = recv_hello(db, fd, &h, pl, sizeof pl, fds)) != 0)
@@ -367,6 +373,74 @@ int cl_call(dotdb *db, uint16_t op, uint64_t lsn, const void *payload, size_t le
     }
     pthread_mutex_unlock(&db->mu);
     return rc;
+}
+
+/* ---- one request in fragments ---- */
+
+int cl_stream_begin(dotdb *db, cl_stream *st)
+{
+    st->db = db;
+    st->c = NULL;
+    st->sent = 0;
+    pthread_mutex_lock(&db->mu);
+    conn *cur = atomic_load(&db->cur);
+    int rc = 0;
+    if (cur == NULL || !conn_is_current(cur))
+        rc = reattach(db, cur);
+    if (rc != 0) {
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    st->c = atomic_load(&db->cur);
+    return 0;
+}
+
+int cl_stream_part(cl_stream *st, uint16_t op, const void *payload, size_t len)
+{
+    dotdb *db = st->db;
+    conn *c = st->c;
+    if (len > WIRE_MAX_FRAME)
+        return cl_fail(db, DOTDB_ETOOBIG, "request of %zu bytes is too large", len);
+    uint8_t hdr[WIRE_HDR_SIZE];
+    wire_hdr h = {.len = (uint32_t)len, .req_id = ++c->next_req, .op = op, .flags = WIRE_F_MORE};
+    wire_hdr_put(hdr, &h);
+    st->sent = 1;
+    if (write_all(c->fd, hdr, sizeof hdr) != 0 || write_all(c->fd, payload, len) != 0) {
+        atomic_store(&c->broken, 1);
+        return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
+                       "sending (the request was not applied)");
+    }
+    return 0;
+}
+
+int cl_stream_end(cl_stream *st, uint16_t op, uint64_t lsn, const void *payload, size_t len,
+                  dbuf *resp, uint64_t *lsn_out)
+{
+    dotdb *db = st->db;
+    int rc = len > WIRE_MAX_FRAME
+                 ? cl_fail(db, DOTDB_ETOOBIG, "request of %zu bytes is too large", len)
+                 : call_locked(db, st->c, op, lsn, payload, len, resp, lsn_out);
+    if (rc == DOTDB_EDISCONNECTED || rc == DOTDB_ETOOBIG)
+        atomic_store(&st->c->broken, 1); /* the coordinator may hold half a batch */
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+void cl_stream_abort(cl_stream *st, uint16_t op)
+{
+    dotdb *db = st->db;
+    if (st->sent) {
+        /* An ending frame without operations abandons the fragments sent;
+         * its error answer is expected.  The caller's message stays. */
+        char keep[sizeof db->errmsg];
+        memcpy(keep, db->errmsg, sizeof keep);
+        uint8_t none[4] = {0};
+        int rc = call_locked(db, st->c, op, 0, none, sizeof none, NULL, NULL);
+        if (rc == DOTDB_EDISCONNECTED || rc == DOTDB_OK)
+            atomic_store(&st->c->broken, 1);
+        memcpy(db->errmsg, keep, sizeof keep);
+    }
+    pthread_mutex_unlock(&db->mu);
 }
 
 /* ---- snapshots ---- */

@@ -69,7 +69,7 @@ enum dotdb_status {
 #define DOTDB_ID_MAX 255             /* longest id, in bytes */
 #define DOTDB_COLL_NAME_MAX 64       /* longest collection name, in bytes */
 #define DOTDB_MAX_SNAPSHOTS 64       /* open txns + cursors per handle */
-#define DOTDB_PROTOCOL_VERSION 1
+#define DOTDB_PROTOCOL_VERSION 2 /* 2: BATCH in fragments (WIRE_F_MORE) */
 
 typedef struct dotdb dotdb;
 typedef struct dotdb_txn dotdb_txn;

@@ -222,6 +222,12 @@ static int next_json_object(const char *s, size_t len, size_t *pos)
     return s[i] == '{' ? 1 : -1;
 }
 
+/* put_many sends what it has encoded once it holds this much, while it
+ * encodes the rest: the coordinator checks each fragment meanwhile, on the
+ * other core (coordinator/fragments.h).  Large enough that frames cost
+ * little, small enough that the last fragment's check is short. */
+#define PUT_MANY_FRAGMENT (128u * 1024u)
+
 int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, size_t *count_out)
 {
     if (count_out)
@@ -243,18 +249,34 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     if (pos < len && json[pos] == '[')
         pos++;
     rc = batch_begin(&b, &start);
-    /* Room for the whole batch at once: the encoding is about as long as
-     * the text, and growing a multi-megabyte buffer by doubling copies it
-     * several times. */
+    /* Room for the whole batch (or a fragment and a document) at once:
+     * growing a large buffer by doubling copies it several times. */
     if (rc == 0)
-        rc = dbuf_reserve(&b, len + len / 8 + 64);
-    int more;
+        rc = dbuf_reserve(&b, len < 2 * PUT_MANY_FRAGMENT ? len + len / 8 + 64
+                                                          : 2 * PUT_MANY_FRAGMENT);
+    cl_stream st;
+    int more, streaming = 0;
     while (rc == 0 && (more = next_json_object(json, len, &pos)) != 0) {
         char idb[DOTDB_ID_MAX + 1];
         size_t op_start, used;
         if (more < 0) {
             rc = cl_fail(db, DOTDB_EJSON, "document %zu: expected a JSON object", n);
             break;
+        }
+        if (b.len >= PUT_MANY_FRAGMENT) {
+            /* Another document follows, so the last frame will not be
+             * empty: send this much as a fragment. */
+            if (!streaming && (rc = cl_stream_begin(db, &st)) != 0)
+                break;
+            streaming = 1;
+            if ((rc = cl_stream_part(&st, WIRE_OP_BATCH, b.data, b.len)) != 0)
+                break;
+            b.len = 0;
+            rc = batch_begin(&b, &start);
+            if (rc != 0) {
+                rc = cl_fail(db, rc, "out of memory");
+                break;
+            }
         }
         /* The document is encoded straight into the batch. */
         rc = batch_put_begin(&b, coll, coll_len, &op_start);
@@ -277,7 +299,11 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     conn_unref(c);
     if (rc == 0 && n == 0)
         rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
-    if (rc == 0)
+    if (streaming && rc != 0)
+        cl_stream_abort(&st, WIRE_OP_BATCH);
+    else if (streaming)
+        rc = cl_stream_end(&st, WIRE_OP_BATCH, 0, b.data, b.len, NULL, NULL);
+    else if (rc == 0)
         rc = send_batch(db, &b, 0);
     if (rc == 0 && count_out)
         *count_out = n;
