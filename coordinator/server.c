@@ -41,6 +41,7 @@
 #include "wire.h"
 
 #define READ_CHUNK (256u * 1024u)
+#define SYNCS_IN_FLIGHT 2
 #define MAX_OUTPUT (256u * 1024u * 1024u) /* a client that never reads is dropped */
 
 typedef struct response {
@@ -79,8 +80,15 @@ typedef struct server {
     ev_timer tick;
     ev_async wake;          /* a worker finished a job */
     wk_pool *pool;
-    wal_sync_ticket ticket; /* the fdatasync in flight, if syncing */
-    int syncing;
+    /* fdatasyncs in flight, oldest first (a ring): a second one starts
+     * as soon as records are written behind the first, so the kernel
+     * begins it the moment the first ends, with no trip through this loop
+     * in between.  Results are taken in start order. */
+    struct sync_slot {
+        wal_sync_ticket ticket;
+        int done; /* the worker finished it */
+    } sync_slots[SYNCS_IN_FLIGHT];
+    unsigned sync_head, syncing;
     session *sessions;
     size_t n_sessions;
     uint32_t next_conn_id;
@@ -256,50 +264,75 @@ static void sync_job(void *arg)
     wal_sync_run(arg); /* the ticket: the only state a worker touches */
 }
 
-/* Start an fdatasync on a worker if one is wanted and none is running. */
+static struct sync_slot *sync_slot_at(server *srv, unsigned k)
+{
+    return &srv->sync_slots[(srv->sync_head + k) % SYNCS_IN_FLIGHT];
+}
+
+/* Start an fdatasync on a worker if one is wanted: something written is
+ * not covered by a sync in flight, and fewer than SYNCS_IN_FLIGHT run. */
 static void start_sync(server *srv)
 {
     char err[512];
-    if (srv->syncing || srv->read_only)
+    if (srv->syncing == SYNCS_IN_FLIGHT || srv->read_only)
         return;
-    int rc = wal_sync_begin(srv->a->log, &srv->ticket, err, sizeof err);
+    if (srv->syncing > 0 &&
+        sync_slot_at(srv, srv->syncing - 1)->ticket.lsn >= wal_written_lsn(srv->a->log))
+        return; /* the newest sync in flight covers everything written */
+    struct sync_slot *sl = sync_slot_at(srv, srv->syncing);
+    int rc = wal_sync_begin(srv->a->log, &sl->ticket, err, sizeof err);
     if (rc != 0) {
         wal_failed(srv, err);
         return;
     }
-    if (srv->ticket.fd < 0) {
+    if (sl->ticket.fd < 0) {
         /* Nothing unsynced (a segment rotation synced it already). */
-        if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(srv->a->eng))
-            engine_publish(srv->a->eng, srv->ticket.lsn);
+        if (srv->a->cfg->sync_mode == SYNC_FULL && sl->ticket.lsn > engine_published_lsn(srv->a->eng))
+            engine_publish(srv->a->eng, sl->ticket.lsn);
         return;
     }
     srv->syncs++;
     srv->last_sync_ns = rdr_now_ns();
-    if (wk_submit(srv->pool, sync_job, &srv->ticket) != 0) {
+    sl->done = 0;
+    srv->syncing++;
+    if (wk_submit(srv->pool, sync_job, &sl->ticket) != 0) {
         /* No memory for a job: sync here rather than never. */
-        wal_sync_run(&srv->ticket);
-        srv->syncing = 1;
+        wal_sync_run(&sl->ticket);
+        sl->done = 1;
         ev_async_send(srv->loop, &srv->wake);
-        return;
     }
-    srv->syncing = 1;
 }
 
-/* Loop thread: an fdatasync finished. */
+/* Loop thread: a worker finished the fdatasync of ticket `arg`. */
 static void sync_done(void *arg, void *ctx)
 {
     server *srv = ctx;
+    for (unsigned k = 0; k < srv->syncing; k++)
+        if (&sync_slot_at(srv, k)->ticket == arg)
+            sync_slot_at(srv, k)->done = 1;
+}
+
+/* Take the results of the finished syncs in start order: a later sync
+ * never acknowledges anything before every earlier one has succeeded
+ * (an error may be reported to only one of two syncs of a file). */
+static void finish_syncs(server *srv)
+{
     char err[512];
-    (void)arg;
-    srv->syncing = 0;
-    if (wal_sync_end(srv->a->log, &srv->ticket, err, sizeof err) != 0) {
-        wal_failed(srv, err);
-        return;
-    }
     engine *e = srv->a->eng;
-    if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(e)) {
-        engine_publish(e, srv->ticket.lsn);
-        srv->groups++;
+    while (srv->syncing > 0 && srv->sync_slots[srv->sync_head].done) {
+        struct sync_slot *sl = &srv->sync_slots[srv->sync_head];
+        srv->sync_head = (srv->sync_head + 1) % SYNCS_IN_FLIGHT;
+        srv->syncing--;
+        if (srv->read_only)
+            continue; /* failed already: everything unpublished was undone */
+        if (wal_sync_end(srv->a->log, &sl->ticket, err, sizeof err) != 0) {
+            wal_failed(srv, err);
+            continue;
+        }
+        if (srv->a->cfg->sync_mode == SYNC_FULL && sl->ticket.lsn > engine_published_lsn(e)) {
+            engine_publish(e, sl->ticket.lsn);
+            srv->groups++;
+        }
     }
 }
 
@@ -309,6 +342,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
     (void)revents;
     server *srv = w->data;
     wk_collect(srv->pool, sync_done, srv);
+    finish_syncs(srv);
     /* What was written while that sync ran needs the next one. */
     if (srv->a->cfg->sync_mode == SYNC_FULL &&
         wal_written_lsn(srv->a->log) > engine_published_lsn(srv->a->eng))
@@ -908,6 +942,7 @@ int server_run(const server_args *a)
      * and acknowledge what we can. */
     wk_wait_idle(srv->pool);
     wk_collect(srv->pool, sync_done, srv);
+    finish_syncs(srv);
     rc = 0;
     if (!srv->read_only) {
         if (wal_sync(a->log, err, sizeof err) != 0) {
