@@ -75,6 +75,7 @@ typedef struct jframe {
 
 /* One member while an object's sorted[] table is computed. */
 typedef struct sortent {
+    uint64_t prefix;  /* the key's first 8 bytes, big endian, zero padded */
     const uint8_t *key;
     uint32_t len;
     uint32_t member; /* index in input order */
@@ -297,12 +298,22 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
     return (alen > blen) - (alen < blen);
 }
 
+/* Keys in memcmp order compare like their big-endian prefixes as long as
+ * those differ (padding zeros tie with real zero bytes: then memcmp). */
+static uint64_t key_prefix(const uint8_t *k, size_t len)
+{
+    uint64_t v = 0;
+    size_t n = len < 8 ? len : 8;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)k[i] << (56 - 8 * i);
+    return v;
+}
+
 static int sortent_cmp(const void *x, const void *y)
 {
     const sortent *a = x, *b = y;
-    /* Most keys differ in their first byte: decide without memcmp. */
-    if (a->len && b->len && a->key[0] != b->key[0])
-        return (int)a->key[0] - (int)b->key[0];
+    if (a->prefix != b->prefix) /* most keys differ in their first 8 bytes */
+        return a->prefix < b->prefix ? -1 : 1;
     int c = key_cmp(a->key, a->len, b->key, b->len);
     if (c != 0)
         return c;
@@ -340,10 +351,12 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
     }
     size_t j = 0;
     if (with_id)
-        p->sorts[j++] = (sortent){id_key, sizeof id_key, 0, UINT32_MAX};
+        p->sorts[j++] = (sortent){key_prefix(id_key, sizeof id_key), id_key, sizeof id_key, 0,
+                                  UINT32_MAX};
     for (uint32_t k = obj + 1; k < o->b; k = next_sibling(p, k + 1), j++) {
         const jnode *key = &p->nodes[k];
-        p->sorts[j] = (sortent){str_bytes(p, key), key->a, (uint32_t)j, k};
+        const uint8_t *kb = str_bytes(p, key);
+        p->sorts[j] = (sortent){key_prefix(kb, key->a), kb, key->a, (uint32_t)j, k};
     }
     if (n > 16) {
         qsort(p->sorts, n, sizeof *p->sorts, sortent_cmp);
@@ -358,7 +371,8 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
         }
     }
     for (size_t i = 1; i < n; i++)
-        if (key_cmp(p->sorts[i - 1].key, p->sorts[i - 1].len, p->sorts[i].key,
+        if (p->sorts[i - 1].prefix == p->sorts[i].prefix &&
+            key_cmp(p->sorts[i - 1].key, p->sorts[i - 1].len, p->sorts[i].key,
                     p->sorts[i].len) == 0)
             return duplicate_key(p, &p->sorts[i]); /* the later one in the text */
     j = 0;
