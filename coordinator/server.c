@@ -286,8 +286,12 @@ static void start_sync(server *srv)
         return;
     }
     if (sl->ticket.fd < 0) {
-        /* Nothing unsynced (a segment rotation synced it already). */
-        if (srv->a->cfg->sync_mode == SYNC_FULL && sl->ticket.lsn > engine_published_lsn(srv->a->eng))
+        /* Nothing unsynced (a segment rotation synced it already).  Not
+         * while a sync runs: an error it reports may be one the rotation's
+         * fdatasync did not see, so its result comes first (wake_cb calls
+         * here again once it is in). */
+        if (srv->syncing == 0 && srv->a->cfg->sync_mode == SYNC_FULL &&
+            sl->ticket.lsn > engine_published_lsn(srv->a->eng))
             engine_publish(srv->a->eng, sl->ticket.lsn);
         return;
     }
@@ -684,10 +688,13 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             session_close(s);
             return;
         }
-        ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
+        size_t room = s->in.cap - s->in.len;
+        ssize_t n = read(s->fd, s->in.data + s->in.len, room);
         if (n > 0) {
             s->in.len += (size_t)n;
             parse_frames(s);
+            if ((size_t)n < room)
+                break; /* drained: no read just to see EAGAIN (the watcher is level-triggered) */
             continue;
         }
         if (n < 0 && errno == EINTR)

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,35 @@ static int write_all(int fd, const void *p, size_t n)
             return -1;
         b += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A frame's header and payload in one system call: sent apart, the
+ * header alone would wake the coordinator, which would find half a frame
+ * and sleep again until the payload came (two wake-ups per request). */
+static int send_frame(int fd, const uint8_t *hdr, const void *payload, size_t len)
+{
+    struct iovec iov[2] = {{(void *)hdr, WIRE_HDR_SIZE}, {(void *)payload, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    size_t left = WIRE_HDR_SIZE + len;
+    while (left) {
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        left -= (size_t)w;
+        /* skip what went out */
+        while (msg.msg_iovlen && (size_t)w >= msg.msg_iov[0].iov_len) {
+            w -= (ssize_t)msg.msg_iov[0].iov_len;
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+        }
+        if (msg.msg_iovlen) {
+            msg.msg_iov[0].iov_base = (uint8_t *)msg.msg_iov[0].iov_base + w;
+            msg.msg_iov[0].iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -318,7 +348,7 @@ static int call_locked(dotdb *db, conn *c, uint16_t op, uint64_t lsn, const void
     uint8_t hdr[WIRE_HDR_SIZE];
     wire_hdr h = {.len = (uint32_t)len, .req_id = ++c->next_req, .op = op, .lsn = lsn};
     wire_hdr_put(hdr, &h);
-    if (write_all(c->fd, hdr, sizeof hdr) != 0 || write_all(c->fd, payload, len) != 0)
+    if (send_frame(c->fd, hdr, payload, len) != 0)
         return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
                        "sending (the request was not applied)");
     if (read_all(c->fd, hdr, sizeof hdr) != 0)
@@ -405,7 +435,7 @@ int cl_stream_part(cl_stream *st, uint16_t op, const void *payload, size_t len)
     wire_hdr h = {.len = (uint32_t)len, .req_id = ++c->next_req, .op = op, .flags = WIRE_F_MORE};
     wire_hdr_put(hdr, &h);
     st->sent = 1;
-    if (write_all(c->fd, hdr, sizeof hdr) != 0 || write_all(c->fd, payload, len) != 0) {
+    if (send_frame(c->fd, hdr, payload, len) != 0) {
         atomic_store(&c->broken, 1);
         return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
                        "sending (the request was not applied)");
