@@ -12,8 +12,9 @@
 #   --json FILE    write {"records", "machine", "results": [...]} to FILE
 #   --chart FILE   draw the DotDB/peer ratios (gnuplot PNG) into FILE;
 #                  default docs/bench-ratios.png when every workload runs
-#   --docs         also refresh docs/bench-results.json, the chart and the
+#   --docs         also refresh docs/bench-results.json, the chart, the
 #                  tables between the bench markers of docs/PERFORMANCE.md
+#                  and the chart's caption (date, machine) in README.md
 #
 # What it does: installs the peers when missing (scripts/setup.sh --bench:
 # liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox), builds
@@ -279,6 +280,22 @@ if ((docs)); then
     echo "bench: updated $perf"
   else
     echo "bench: $perf has no <!-- bench:begin --> / <!-- bench:end --> markers; not updated" >&2
+  fi
+  readme=README.md
+  if grep -q '<!-- bench-chart:begin -->' "$readme" && grep -q '<!-- bench-chart:end -->' "$readme"; then
+    {
+      sed -n '1,/<!-- bench-chart:begin -->/p' "$readme"
+      echo "![DotDB throughput divided by each peer's, same run](docs/bench-ratios.png)"
+      echo
+      echo "DotDB / peer throughput ratios measured on $date_utc on $machine, $records records"
+      echo "(\`scripts/bench.sh $( ((quick)) && echo --quick) --docs\`; > 1 means DotDB is faster). Figures, targets,"
+      echo "method and what each optimisation changed: [docs/PERFORMANCE.md](docs/PERFORMANCE.md)."
+      sed -n '/<!-- bench-chart:end -->/,$p' "$readme"
+    } >"$tmp/readme.md"
+    cp "$tmp/readme.md" "$readme"
+    echo "bench: updated $readme"
+  else
+    echo "bench: $readme has no <!-- bench-chart:begin --> / <!-- bench-chart:end --> markers; not updated" >&2
   fi
 fi
 exit $failed
