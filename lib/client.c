@@ -552,7 +552,8 @@ int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbu
     if (gen)
         cl_new_id(db, gid);
     codec_limits lim = cl_limits(c);
-    char err[512] = "";
+    char err[512];
+    err[0] = 0;
     int rc = codec_from_json(json, len, &lim, gen ? gid : NULL, out, id_buf, err, sizeof err);
     if (rc != 0)
         return cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));
@@ -565,7 +566,8 @@ int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *
     char gid[DOTDB_ID_MAX + 1];
     cl_new_id(db, gid);
     codec_limits lim = cl_limits(c);
-    char err[512] = "";
+    char err[512];
+    err[0] = 0; /* not = "": that would clear all 512 bytes per document */
     int rc = codec_from_json_first(json, len, &lim, gid, out, id_buf, used, err, sizeof err);
     if (rc != 0)
         return cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));

@@ -80,20 +80,11 @@ size_t codec_utf8_seq(const uint8_t *s, size_t avail)
     return n;
 }
 
-/* 1 when s[0..n) is valid UTF-8.  ASCII runs are checked 8 bytes at a time
- * because most keys and strings are plain ASCII. */
-static int utf8_valid(const uint8_t *s, size_t n)
+/* 1 when s[0..n) is valid UTF-8, byte sequence by byte sequence (ASCII
+ * runs 8 bytes at a time). */
+static __attribute__((noinline)) int utf8_valid_slow(const uint8_t *s, size_t n)
 {
     size_t i = 0;
-    /* All ASCII (the common case): no byte has its high bit set. */
-    uint64_t high = 0;
-    for (; n - i >= 8; i += 8)
-        high |= ld_u64(s + i);
-    for (size_t j = i; j < n; j++)
-        high |= s[j];
-    if ((high & 0x8080808080808080ull) == 0)
-        return 1;
-    i = 0;
     while (i < n) {
         if (n - i >= 8 && (ld_u64(s + i) & 0x8080808080808080ull) == 0) {
             i += 8;
@@ -105,6 +96,19 @@ static int utf8_valid(const uint8_t *s, size_t n)
         i += k;
     }
     return 1;
+}
+
+/* 1 when s[0..n) is valid UTF-8.  Most keys and strings are plain ASCII:
+ * no byte with its high bit set, checked inline 8 bytes at a time. */
+static inline int utf8_valid(const uint8_t *s, size_t n)
+{
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8)
+        high |= ld_u64(s + i);
+    for (; i < n; i++)
+        high |= s[i];
+    return (high & 0x8080808080808080ull) == 0 || utf8_valid_slow(s, n);
 }
 
 /* Bounded LEB128 read: 0 on success with *v and *n set, -1 when the varint
@@ -400,8 +404,16 @@ static int validate_walk(vctx *c)
 
 int codec_validate(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen)
 {
-    vctx c = {.buf = buf, .len = len, .max_depth = max_depth, .err = err, .errlen = errlen,
-              .depth = 0, .cap = VSTACK_INLINE};
+    /* Field by field: an initialiser would zero the 4 KiB inline stack on
+     * every call (a tenth of validating a small document). */
+    vctx c;
+    c.buf = buf;
+    c.len = len;
+    c.max_depth = max_depth;
+    c.err = err;
+    c.errlen = errlen;
+    c.depth = 0;
+    c.cap = VSTACK_INLINE;
     c.st = c.inl;
     if (err && errlen)
         err[0] = '\0';
@@ -1082,7 +1094,9 @@ static int to_json_walk(pstack *st, codec_val v, dbuf *out)
 int codec_to_json(codec_val v, dbuf *out)
 {
     size_t entry_len = out->len;
-    pstack st = {.n = 0, .cap = PSTACK_INLINE};
+    pstack st; /* no initialiser: it would clear the inline frames on every call */
+    st.n = 0;
+    st.cap = PSTACK_INLINE;
     st.f = st.inl;
     int rc = to_json_walk(&st, v, out);
     if (st.f != st.inl)
