@@ -166,6 +166,7 @@ typedef struct apply_ctx {
     engine_out *out;  /* NULL: nothing to return */
     size_t log_start; /* op count position in out->log */
     int64_t now_ms;
+    int docs_checked; /* engine_check_docs passed: documents are valid */
 } apply_ctx;
 
 static shm_coll *coll_ptr(engine *e, const shm_cat_entry *ce)
@@ -296,9 +297,17 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
                  op->doc_len, e->cfg->max_document_size);
         return DOTDB_ETOOBIG;
     }
-    int rc = codec_validate_doc_lim(op->doc, op->doc_len, (int)e->cfg->max_depth,
+    int rc = 0;
+    if (ax->docs_checked) {
+        /* validated by engine_check_docs: the id is a string of 1..255 */
+        codec_val v;
+        codec_obj_get((codec_val){op->doc, op->doc_len}, "id", 2, &v);
+        codec_as_string(v, &id, &id_len);
+    } else {
+        rc = codec_validate_doc_lim(op->doc, op->doc_len, (int)e->cfg->max_depth,
                                     (uint32_t)e->cfg->max_fields, &id, &id_len, ax->err,
                                     ax->errlen);
+    }
     if (rc != 0)
         return rc;
     if (op->id_len && (op->id_len != id_len || memcmp(op->id, id, id_len) != 0)) {
@@ -680,7 +689,8 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     batch_iter it;
     batch_op op;
     engine_out local = {0};
-    apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen};
+    apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen,
+                    .docs_checked = out ? out->docs_checked : 0};
     int rc = batch_iter_init(&it, batch, len, err, errlen);
     if (rc != 0)
         return rc;
@@ -693,7 +703,8 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
             return rc;
     }
     while ((rc = batch_next(&it, &op, err, errlen)) == 1) {
-        char inner[400] = "";
+        char inner[400];
+        inner[0] = 0; /* not = "": that would clear 400 bytes per operation */
         ax.err = inner;
         ax.errlen = sizeof inner;
         rc = apply_op(&ax, &op);
@@ -717,6 +728,39 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     }
     e->applied = lsn;
     return 0;
+}
+
+int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, char *err,
+                      size_t errlen)
+{
+    batch_iter it;
+    batch_op op;
+    int rc = batch_iter_init(&it, batch, len, err, errlen);
+    if (rc != 0)
+        return rc;
+    for (uint32_t n = first_op; (rc = batch_next(&it, &op, err, errlen)) == 1; n++) {
+        if (op.kind != BOP_PUT && op.kind != BOP_UPDATE)
+            continue;
+        char inner[400];
+        inner[0] = 0;
+        const char *id;
+        size_t id_len;
+        if (op.doc_len > e->cfg->max_document_size) {
+            snprintf(inner, sizeof inner,
+                     "document of %zu bytes exceeds limits.max_document_size (%" PRIu64 ")",
+                     op.doc_len, e->cfg->max_document_size);
+            rc = DOTDB_ETOOBIG;
+        } else {
+            rc = codec_validate_doc_lim(op.doc, op.doc_len, (int)e->cfg->max_depth,
+                                        (uint32_t)e->cfg->max_fields, &id, &id_len,
+                                        inner, sizeof inner);
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "operation %u: %s", n, inner[0] ? inner : dotdb_strerror(rc));
+            return rc;
+        }
+    }
+    return rc;
 }
 
 int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,

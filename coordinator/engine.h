@@ -55,6 +55,9 @@ int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *
  */
 typedef struct engine_out {
     int64_t now_ms;  /* in: the time $currentDate writes */
+    int docs_checked; /* in: engine_check_docs() passed on this very batch, whose
+                       * bytes have stayed in the coordinator's memory since:
+                       * its PUT / UPDATE documents are not validated again */
     int is_resolved; /* out: log `log` instead of the request */
     dbuf log;
     dbuf reply;
@@ -64,6 +67,18 @@ typedef struct engine_out {
  * then derived operations are resolved but nothing is returned). */
 int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
                     size_t len, engine_out *out, char *err, size_t errlen);
+
+/*
+ * The document checks of engine_apply, alone and without touching any
+ * state: the batch's structure, and every PUT / UPDATE document against
+ * limits.max_document_size and codec_validate_doc (I9).  For a batch that
+ * arrives in fragments (WIRE_F_MORE): each fragment is checked as it
+ * comes, while the client is still encoding the next, and the assembled
+ * batch is applied with docs_checked.  first_op numbers the fragment's
+ * operations in messages ("operation N: ...").
+ */
+int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, char *err,
+                      size_t errlen);
 
 /* Make everything applied up to `lsn` visible (seq_cst store of
  * commit_lsn) after retiring what it superseded. */

@@ -37,12 +37,14 @@
 #include <unistd.h>
 
 #include "dotdb.h"
+#include "fragments.h"
 #include "pool.h"
 #include "readers.h"
 #include "storage.h"
 #include "wire.h"
 
 #define READ_CHUNK (256u * 1024u)
+#define SYNCS_IN_FLIGHT 2
 #define MAX_OUTPUT (256u * 1024u * 1024u) /* a client that never reads is dropped */
 
 typedef struct response {
@@ -72,6 +74,7 @@ typedef struct session {
     int closing;            /* close once the output is flushed */
     response *resp;
     size_t n_resp, cap_resp;
+    frag_batch frag;        /* a BATCH arriving in fragments (fragments.h) */
     struct session *next, *prev;
 } session;
 
@@ -86,8 +89,15 @@ typedef struct server {
     ev_timer tick;
     ev_async wake;          /* a worker finished a job */
     wk_pool *pool;
-    wal_sync_ticket ticket; /* the fdatasync in flight, if syncing */
-    int syncing;
+    /* fdatasyncs in flight, oldest first (a ring): a second one starts
+     * as soon as records are written behind the first, so the kernel
+     * begins it the moment the first ends, with no trip through this loop
+     * in between.  Results are taken in start order. */
+    struct sync_slot {
+        wal_sync_ticket ticket;
+        int done; /* the worker finished it */
+    } sync_slots[SYNCS_IN_FLIGHT];
+    unsigned sync_head, syncing;
     session *sessions;
     size_t n_sessions;
     uint32_t next_conn_id;
@@ -286,33 +296,47 @@ static void sync_job(void *arg)
     wal_sync_run(arg); /* the ticket: the only state a worker touches */
 }
 
-/* Start an fdatasync on a worker if one is wanted and none is running. */
+static struct sync_slot *sync_slot_at(server *srv, unsigned k)
+{
+    return &srv->sync_slots[(srv->sync_head + k) % SYNCS_IN_FLIGHT];
+}
+
+/* Start an fdatasync on a worker if one is wanted: something written is
+ * not covered by a sync in flight, and fewer than SYNCS_IN_FLIGHT run. */
 static void start_sync(server *srv)
 {
     char err[512];
-    if (srv->syncing || srv->read_only)
+    if (srv->syncing == SYNCS_IN_FLIGHT || srv->read_only)
         return;
-    int rc = wal_sync_begin(srv->a->log, &srv->ticket, err, sizeof err);
+    if (srv->syncing > 0 &&
+        sync_slot_at(srv, srv->syncing - 1)->ticket.lsn >= wal_written_lsn(srv->a->log))
+        return; /* the newest sync in flight covers everything written */
+    struct sync_slot *sl = sync_slot_at(srv, srv->syncing);
+    int rc = wal_sync_begin(srv->a->log, &sl->ticket, err, sizeof err);
     if (rc != 0) {
         wal_failed(srv, err);
         return;
     }
-    if (srv->ticket.fd < 0) {
-        /* Nothing unsynced (a segment rotation synced it already). */
-        if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(srv->a->eng))
-            engine_publish(srv->a->eng, srv->ticket.lsn);
+    if (sl->ticket.fd < 0) {
+        /* Nothing unsynced (a segment rotation synced it already).  Not
+         * while a sync runs: an error it reports may be one the rotation's
+         * fdatasync did not see, so its result comes first (wake_cb calls
+         * here again once it is in). */
+        if (srv->syncing == 0 && srv->a->cfg->sync_mode == SYNC_FULL &&
+            sl->ticket.lsn > engine_published_lsn(srv->a->eng))
+            engine_publish(srv->a->eng, sl->ticket.lsn);
         return;
     }
     srv->syncs++;
     srv->last_sync_ns = rdr_now_ns();
-    if (wk_submit(srv->pool, sync_job, &srv->ticket) != 0) {
+    sl->done = 0;
+    srv->syncing++;
+    if (wk_submit(srv->pool, sync_job, &sl->ticket) != 0) {
         /* No memory for a job: sync here rather than never. */
-        wal_sync_run(&srv->ticket);
-        srv->syncing = 1;
+        wal_sync_run(&sl->ticket);
+        sl->done = 1;
         ev_async_send(srv->loop, &srv->wake);
-        return;
     }
-    srv->syncing = 1;
 }
 
 static int server_stats_json(server *srv, dbuf *out);
@@ -348,21 +372,37 @@ static void complete_waiting(server *srv)
 static void sync_done(void *arg, void *ctx)
 {
     server *srv = ctx;
+    for (unsigned k = 0; k < srv->syncing; k++) {
+        if (&sync_slot_at(srv, k)->ticket == arg) {
+            sync_slot_at(srv, k)->done = 1;
+            return;
+        }
+    }
+    if (storage_job_done(srv->st, arg)) /* a checkpoint or a backup */
+        complete_waiting(srv);
+}
+
+/* Take the results of the finished syncs in start order: a later sync
+ * never acknowledges anything before every earlier one has succeeded
+ * (an error may be reported to only one of two syncs of a file). */
+static void finish_syncs(server *srv)
+{
     char err[512];
-    if (arg != &srv->ticket) {
-        if (storage_job_done(srv->st, arg))
-            complete_waiting(srv);
-        return;
-    }
-    srv->syncing = 0;
-    if (wal_sync_end(srv->a->log, &srv->ticket, err, sizeof err) != 0) {
-        wal_failed(srv, err);
-        return;
-    }
     engine *e = srv->a->eng;
-    if (srv->a->cfg->sync_mode == SYNC_FULL && srv->ticket.lsn > engine_published_lsn(e)) {
-        engine_publish(e, srv->ticket.lsn);
-        srv->groups++;
+    while (srv->syncing > 0 && srv->sync_slots[srv->sync_head].done) {
+        struct sync_slot *sl = &srv->sync_slots[srv->sync_head];
+        srv->sync_head = (srv->sync_head + 1) % SYNCS_IN_FLIGHT;
+        srv->syncing--;
+        if (srv->read_only)
+            continue; /* failed already: everything unpublished was undone */
+        if (wal_sync_end(srv->a->log, &sl->ticket, err, sizeof err) != 0) {
+            wal_failed(srv, err);
+            continue;
+        }
+        if (srv->a->cfg->sync_mode == SYNC_FULL && sl->ticket.lsn > engine_published_lsn(e)) {
+            engine_publish(e, sl->ticket.lsn);
+            srv->groups++;
+        }
     }
 }
 
@@ -372,6 +412,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
     (void)revents;
     server *srv = w->data;
     wk_collect(srv->pool, sync_done, srv);
+    finish_syncs(srv);
     /* What was written while that sync ran needs the next one. */
     if (srv->a->cfg->sync_mode == SYNC_FULL &&
         wal_written_lsn(srv->a->log) > engine_published_lsn(srv->a->eng))
@@ -522,35 +563,57 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t max_frame(const server *srv);
+
 static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
 {
     server *srv = s->srv;
     engine *e = srv->a->eng;
     engine_out *out = &srv->apply_out;
     char err[512];
-    if (srv->read_only) {
-        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+    size_t len = h->len;
+    if (h->flags & WIRE_F_MORE) { /* a fragment: checked and kept, no response */
+        frag_add(&s->frag, e, p, len, max_frame(srv));
         return;
     }
-    if (h->len < 4 || ld_u32(p) == 0) {
+    out->docs_checked = 0;
+    if (s->frag.active) { /* the last frame: the batch is the assembly */
+        const uint8_t *whole;
+        int rc = frag_finish(&s->frag, e, p, len, max_frame(srv), &whole, &len);
+        if (rc != 0) {
+            queue_error(s, h->req_id, h->op, rc, s->frag.err);
+            frag_reset(&s->frag);
+            return;
+        }
+        p = whole;
+        out->docs_checked = 1;
+    }
+    if (srv->read_only) {
+        queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
+        frag_reset(&s->frag);
+        return;
+    }
+    if (len < 4 || ld_u32(p) == 0) {
         queue_error(s, h->req_id, h->op, DOTDB_EINVAL, "empty batch");
+        frag_reset(&s->frag);
         return;
     }
     uint64_t lsn = engine_applied_lsn(e) + 1;
     out->now_ms = wall_ms();
     out->is_resolved = 0;
     out->reply.len = 0;
-    int rc = engine_apply_ex(e, lsn, h->lsn, p, h->len, out, err, sizeof err);
+    int rc = engine_apply_ex(e, lsn, h->lsn, p, len, out, err, sizeof err);
     if (rc == 0) {
         /* Derived operations are logged as what they resolved to. */
         const uint8_t *rec = out->is_resolved ? out->log.data : p;
-        size_t rec_len = out->is_resolved ? out->log.len : h->len;
+        size_t rec_len = out->is_resolved ? out->log.len : len;
         rc = wal_append(srv->a->log, lsn, WAL_REC_BATCH, rec, rec_len);
         if (rc != 0) {
             engine_undo(e, lsn);
             snprintf(err, sizeof err, "cannot buffer the WAL record: %s", dotdb_strerror(rc));
         }
     }
+    frag_reset(&s->frag); /* the WAL buffer holds its own copy of the record */
     if (rc != 0) {
         queue_error(s, h->req_id, h->op, rc, err);
         return;
@@ -812,10 +875,13 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             session_close(s);
             return;
         }
-        ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
+        size_t room = s->in.cap - s->in.len;
+        ssize_t n = read(s->fd, s->in.data + s->in.len, room);
         if (n > 0) {
             s->in.len += (size_t)n;
             track_partial(s, parse_frames(s));
+            if ((size_t)n < room)
+                break; /* drained: no read just to see EAGAIN (the watcher is level-triggered) */
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -847,6 +913,7 @@ static void session_close(session *s)
     for (size_t i = 0; i < s->n_resp; i++)
         free(s->resp[i].payload);
     free(s->resp);
+    frag_free(&s->frag);
     dbuf_free(&s->in);
     dbuf_free(&s->out);
     if (s->prev)
@@ -959,6 +1026,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         s->partial_since_ns = rdr_now_ns(); /* the handshake must follow */
         dbuf_init(&s->in);
         dbuf_init(&s->out);
+        frag_init(&s->frag);
         ev_io_init(&s->rio, read_cb, fd, EV_READ);
         ev_io_init(&s->wio, write_cb, fd, EV_WRITE);
         s->rio.data = s->wio.data = s;
@@ -1240,6 +1308,7 @@ int server_run(const server_args *a)
     do
         wk_wait_idle(srv->pool);
     while (wk_collect(srv->pool, sync_done, srv) > 0);
+    finish_syncs(srv);
     rc = 0;
     if (!srv->read_only) {
         if (wal_sync(a->log, err, sizeof err) != 0) {

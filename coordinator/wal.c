@@ -574,6 +574,7 @@ int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
     t->err_no = 0;
     t->segno = w->segno;
     t->bytes = w->unsynced_bytes;
+    t->upto = w->seg_bytes;
     t->lsn = w->written_lsn;
     if (w->failed)
         return failed_rc(w, err, errlen);
@@ -607,10 +608,14 @@ int wal_sync_end(wal *w, const wal_sync_ticket *t, char *err, size_t errlen)
         w->failed = true; /* never retried: see the file comment */
         return sys_fail(w, err, errlen, DOTDB_EIO, t->err_no, "fdatasync failed on", name);
     }
-    /* A rotation since begin synced that segment itself; otherwise only
-     * what was written after begin is still unsynced. */
-    if (w->segno == t->segno)
-        w->unsynced_bytes -= t->bytes <= w->unsynced_bytes ? t->bytes : w->unsynced_bytes;
+    /* A rotation since begin synced that segment itself; otherwise at most
+     * what was written after begin is still unsynced (an overlapping
+     * ticket that ended first may have covered some of that already). */
+    if (w->segno == t->segno) {
+        uint64_t after = w->seg_bytes > t->upto ? w->seg_bytes - t->upto : 0;
+        if (w->unsynced_bytes > after)
+            w->unsynced_bytes = after;
+    }
     return DOTDB_OK;
 }
 

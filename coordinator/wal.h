@@ -147,15 +147,19 @@ int wal_sync(wal *w, char *err, size_t errlen);
  * the loop thread goes on appending and writing (pipelined group commit):
  * wal_sync_begin (loop thread) captures what has been written so far in a
  * ticket holding its own descriptor; wal_sync_run (any thread) touches only
- * the ticket; wal_sync_end (loop thread) records the result.  At most one
- * ticket may be outstanding.  begin returns 0 with t->fd == -1 when nothing
- * needs syncing; end returns DOTDB_EIO after a failed sync, and the wal is
- * then failed exactly as after a failed wal_sync.
+ * the ticket; wal_sync_end (loop thread) records the result.  Tickets may
+ * overlap: a second one can begin while the first runs (it covers what
+ * the first covers and what was written since), so the kernel can start
+ * the next sync the moment the first ends; they may end in any order.
+ * begin returns 0 with t->fd == -1 when nothing needs syncing; end returns
+ * DOTDB_EIO after a failed sync, and the wal is then failed exactly as
+ * after a failed wal_sync.
  */
 typedef struct wal_sync_ticket {
     int fd;            /* dup of the segment's descriptor; closed by run */
     uint64_t segno;
     uint64_t bytes;    /* unsynced bytes of that segment the sync covers */
+    uint64_t upto;     /* the segment's size when the sync began */
     uint64_t lsn;      /* every record up to this LSN is covered */
     int err_no;        /* set by run: 0 or the fdatasync errno */
 } wal_sync_ticket;

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,35 @@ static int write_all(int fd, const void *p, size_t n)
             return -1;
         b += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A frame's header and payload in one system call: sent apart, the
+ * header alone would wake the coordinator, which would find half a frame
+ * and sleep again until the payload came (two wake-ups per request). */
+static int send_frame(int fd, const uint8_t *hdr, const void *payload, size_t len)
+{
+    struct iovec iov[2] = {{(void *)hdr, WIRE_HDR_SIZE}, {(void *)payload, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    size_t left = WIRE_HDR_SIZE + len;
+    while (left) {
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        left -= (size_t)w;
+        /* skip what went out */
+        while (msg.msg_iovlen && (size_t)w >= msg.msg_iov[0].iov_len) {
+            w -= (ssize_t)msg.msg_iov[0].iov_len;
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+        }
+        if (msg.msg_iovlen) {
+            msg.msg_iov[0].iov_base = (uint8_t *)msg.msg_iov[0].iov_base + w;
+            msg.msg_iov[0].iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -214,12 +244,12 @@ static int attach(dotdb *db, conn **out)
     st_u32(hello + WIRE_HDR_SIZE + 4, SHM_LAYOUT_VERSION);
     st_u64(hello + WIRE_HDR_SIZE + 8, (uint64_t)getpid());
     if (write_all(fd, hello, sizeof hello) != 0) {
-        /* A coordinator that refuses us at accept (a uid not allowed,
-         * max_connections) sends its reason and closes, maybe before our
-         * HELLO went out: read the reason rather than report EPIPE. */
+        /* A coordinator that refuses us (uid, max_connections) answers at
+         * accept and closes, maybe before our HELLO went out: its error
+         * frame is then waiting to be read. */
         int e = errno;
         rc = recv_hello(db, fd, &h, pl, sizeof pl, fds);
-        if (rc == 0 || rc == DOTDB_EDISCONNECTED)
+        if (rc == 0 || rc == DOTDB_EDISCONNECTED || rc == DOTDB_EPROTO)
             rc = cl_fail(db, DOTDB_EDISCONNECTED, "cannot send the handshake: %s", strerror(e));
         goto fail;
     }
@@ -318,7 +348,7 @@ static int call_locked(dotdb *db, conn *c, uint16_t op, uint64_t lsn, const void
     uint8_t hdr[WIRE_HDR_SIZE];
     wire_hdr h = {.len = (uint32_t)len, .req_id = ++c->next_req, .op = op, .lsn = lsn};
     wire_hdr_put(hdr, &h);
-    if (write_all(c->fd, hdr, sizeof hdr) != 0 || write_all(c->fd, payload, len) != 0)
+    if (send_frame(c->fd, hdr, payload, len) != 0)
         return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
                        "sending (the request was not applied)");
     if (read_all(c->fd, hdr, sizeof hdr) != 0)
@@ -375,6 +405,74 @@ int cl_call(dotdb *db, uint16_t op, uint64_t lsn, const void *payload, size_t le
     return rc;
 }
 
+/* ---- one request in fragments ---- */
+
+int cl_stream_begin(dotdb *db, cl_stream *st)
+{
+    st->db = db;
+    st->c = NULL;
+    st->sent = 0;
+    pthread_mutex_lock(&db->mu);
+    conn *cur = atomic_load(&db->cur);
+    int rc = 0;
+    if (cur == NULL || !conn_is_current(cur))
+        rc = reattach(db, cur);
+    if (rc != 0) {
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    st->c = atomic_load(&db->cur);
+    return 0;
+}
+
+int cl_stream_part(cl_stream *st, uint16_t op, const void *payload, size_t len)
+{
+    dotdb *db = st->db;
+    conn *c = st->c;
+    if (len > WIRE_MAX_FRAME)
+        return cl_fail(db, DOTDB_ETOOBIG, "request of %zu bytes is too large", len);
+    uint8_t hdr[WIRE_HDR_SIZE];
+    wire_hdr h = {.len = (uint32_t)len, .req_id = ++c->next_req, .op = op, .flags = WIRE_F_MORE};
+    wire_hdr_put(hdr, &h);
+    st->sent = 1;
+    if (send_frame(c->fd, hdr, payload, len) != 0) {
+        atomic_store(&c->broken, 1);
+        return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
+                       "sending (the request was not applied)");
+    }
+    return 0;
+}
+
+int cl_stream_end(cl_stream *st, uint16_t op, uint64_t lsn, const void *payload, size_t len,
+                  dbuf *resp, uint64_t *lsn_out)
+{
+    dotdb *db = st->db;
+    int rc = len > WIRE_MAX_FRAME
+                 ? cl_fail(db, DOTDB_ETOOBIG, "request of %zu bytes is too large", len)
+                 : call_locked(db, st->c, op, lsn, payload, len, resp, lsn_out);
+    if (rc == DOTDB_EDISCONNECTED || rc == DOTDB_ETOOBIG)
+        atomic_store(&st->c->broken, 1); /* the coordinator may hold half a batch */
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+void cl_stream_abort(cl_stream *st, uint16_t op)
+{
+    dotdb *db = st->db;
+    if (st->sent) {
+        /* An ending frame without operations abandons the fragments sent;
+         * its error answer is expected.  The caller's message stays. */
+        char keep[sizeof db->errmsg];
+        memcpy(keep, db->errmsg, sizeof keep);
+        uint8_t none[4] = {0};
+        int rc = call_locked(db, st->c, op, 0, none, sizeof none, NULL, NULL);
+        if (rc == DOTDB_EDISCONNECTED || rc == DOTDB_OK)
+            atomic_store(&st->c->broken, 1);
+        memcpy(db->errmsg, keep, sizeof keep);
+    }
+    pthread_mutex_unlock(&db->mu);
+}
+
 /* ---- snapshots ---- */
 
 int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out)
@@ -428,8 +526,18 @@ void cl_new_id(dotdb *db, char buf[DOTDB_ID_MAX + 1])
     do
         next = now > old ? now : old + 1;
     while (!atomic_compare_exchange_weak(&db->id_clock, &old, next));
-    snprintf(buf, DOTDB_ID_MAX + 1, "%012llx%08x%04x", (unsigned long long)(next >> 16),
-             db->rnd, (unsigned)(next & 0xffff));
+    /* "%012llx%08x%04x" by hand: snprintf would cost more than parsing a
+     * small document, and put_many asks for an id per document. */
+    static const char hex[] = "0123456789abcdef";
+    uint64_t ms = next >> 16;
+    uint32_t rnd = db->rnd, ctr = (uint32_t)(next & 0xffff);
+    for (int i = 11; i >= 0; i--, ms >>= 4)
+        buf[i] = hex[ms & 15];
+    for (int i = 19; i >= 12; i--, rnd >>= 4)
+        buf[i] = hex[rnd & 15];
+    for (int i = 23; i >= 20; i--, ctr >>= 4)
+        buf[i] = hex[ctr & 15];
+    buf[24] = 0;
 }
 
 codec_limits cl_limits(const conn *c)
@@ -447,8 +555,23 @@ int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbu
     if (gen)
         cl_new_id(db, gid);
     codec_limits lim = cl_limits(c);
-    char err[512] = "";
+    char err[512];
+    err[0] = 0;
     int rc = codec_from_json(json, len, &lim, gen ? gid : NULL, out, id_buf, err, sizeof err);
+    if (rc != 0)
+        return cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));
+    return 0;
+}
+
+int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *out,
+                        char *id_buf, size_t *used)
+{
+    char gid[DOTDB_ID_MAX + 1];
+    cl_new_id(db, gid);
+    codec_limits lim = cl_limits(c);
+    char err[512];
+    err[0] = 0; /* not = "": that would clear all 512 bytes per document */
+    int rc = codec_from_json_first(json, len, &lim, gid, out, id_buf, used, err, sizeof err);
     if (rc != 0)
         return cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));
     return 0;

@@ -64,6 +64,26 @@ void conn_unref(conn *c);
 int cl_call(dotdb *db, uint16_t op, uint64_t lsn, const void *payload, size_t len, dbuf *resp,
             uint64_t *lsn_out);
 
+/*
+ * One request sent in several frames (a BATCH in fragments, wire.h): the
+ * handle's lock is held from cl_stream_begin to cl_stream_end or
+ * cl_stream_abort, so no other request of this handle can slip between
+ * the fragments, and every frame goes on the same connection (never
+ * re-attached half-way).  cl_stream_part sends one fragment (WIRE_F_MORE)
+ * without waiting; cl_stream_end sends the last frame and waits for the
+ * answer to the whole request; cl_stream_abort abandons what was sent.
+ */
+typedef struct cl_stream {
+    dotdb *db;
+    conn *c;
+    int sent; /* a fragment went out */
+} cl_stream;
+int cl_stream_begin(dotdb *db, cl_stream *st);
+int cl_stream_part(cl_stream *st, uint16_t op, const void *payload, size_t len);
+int cl_stream_end(cl_stream *st, uint16_t op, uint64_t lsn, const void *payload, size_t len,
+                  dbuf *resp, uint64_t *lsn_out);
+void cl_stream_abort(cl_stream *st, uint16_t op);
+
 /* Snapshots: claim a slot of c and publish a snapshot in it. */
 int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out);
 void cl_snap_end(conn *c, int slot);
@@ -75,6 +95,10 @@ void cl_new_id(dotdb *db, char buf[DOTDB_ID_MAX + 1]);
 /* Encode a JSON document, generating an id when it has none (gen = 1). */
 int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbuf *out,
                   char *id_buf);
+/* The same for the first JSON value of json[0..len) (codec_from_json_first),
+ * appended to out; *used receives the bytes of text it took. */
+int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *out,
+                        char *id_buf, size_t *used);
 codec_limits cl_limits(const conn *c);
 /* DOTDB_EBADNAME / DOTDB_EBADID with a message when invalid, else 0. */
 int cl_check_name(dotdb *db, const char *coll);

@@ -80,9 +80,9 @@ size_t codec_utf8_seq(const uint8_t *s, size_t avail)
     return n;
 }
 
-/* 1 when s[0..n) is valid UTF-8.  ASCII runs are checked 8 bytes at a time
- * because most keys and strings are plain ASCII. */
-static int utf8_valid(const uint8_t *s, size_t n)
+/* 1 when s[0..n) is valid UTF-8, byte sequence by byte sequence (ASCII
+ * runs 8 bytes at a time). */
+static __attribute__((noinline)) int utf8_valid_slow(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -98,10 +98,28 @@ static int utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* 1 when s[0..n) is valid UTF-8.  Most keys and strings are plain ASCII:
+ * no byte with its high bit set, checked inline 8 bytes at a time. */
+static inline int utf8_valid(const uint8_t *s, size_t n)
+{
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8)
+        high |= ld_u64(s + i);
+    for (; i < n; i++)
+        high |= s[i];
+    return (high & 0x8080808080808080ull) == 0 || utf8_valid_slow(s, n);
+}
+
 /* Bounded LEB128 read: 0 on success with *v and *n set, -1 when the varint
  * runs past `avail`, is longer than 5 bytes or does not fit 32 bits. */
 static int varint_get(const uint8_t *p, size_t avail, uint32_t *v, size_t *n)
 {
+    if (avail > 0 && p[0] < 0x80) { /* lengths below 128: one byte */
+        *v = p[0];
+        *n = 1;
+        return 0;
+    }
     uint64_t val = 0;
     for (size_t i = 0; i < 5 && i < avail; i++) {
         val |= (uint64_t)(p[i] & 0x7f) << (7 * i);
@@ -131,6 +149,8 @@ static size_t varint_read(const uint8_t *p, uint32_t *v)
 /* memcmp over the shorter key, then the shorter key first (codec.h). */
 static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
+    if (alen && blen && a[0] != b[0]) /* most keys differ in their first byte */
+        return (int)a[0] - (int)b[0];
     size_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0; /* an empty key may come with a NULL pointer */
     if (c != 0)
@@ -391,8 +411,17 @@ static int validate_walk(vctx *c)
 static int validate_value(const uint8_t *buf, size_t len, int max_depth, uint32_t max_fields,
                           char *err, size_t errlen)
 {
-    vctx c = {.buf = buf, .len = len, .max_depth = max_depth, .max_fields = max_fields,
-              .err = err, .errlen = errlen, .depth = 0, .cap = VSTACK_INLINE};
+    /* Field by field: an initialiser would zero the 4 KiB inline stack on
+     * every call (a tenth of validating a small document). */
+    vctx c;
+    c.buf = buf;
+    c.len = len;
+    c.max_depth = max_depth;
+    c.max_fields = max_fields;
+    c.err = err;
+    c.errlen = errlen;
+    c.depth = 0;
+    c.cap = VSTACK_INLINE;
     c.st = c.inl;
     if (err && errlen)
         err[0] = '\0';
@@ -771,41 +800,178 @@ int codec_equal(codec_val a, codec_val b)
 
 /* ---- JSON output (trusted input) ----------------------------------------- */
 
-static int put_json_string(dbuf *out, const uint8_t *s, size_t n)
+/* Room for n more bytes; the common case (room enough) stays inline. */
+static inline int jw_room(dbuf *out, size_t n)
+{
+    return n <= out->cap - out->len ? DOTDB_OK : (dbuf_reserve(out, n) ? DOTDB_ENOMEM : DOTDB_OK);
+}
+
+static inline int jw_putc(dbuf *out, char c)
+{
+    if (jw_room(out, 1) != DOTDB_OK)
+        return DOTDB_ENOMEM;
+    out->data[out->len++] = (uint8_t)c;
+    return DOTDB_OK;
+}
+
+/* Bytes JSON text must escape: control characters, '"' and '\\'. */
+static const uint8_t json_escaped[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+/*
+ * Copy s[i..n) to w + i up to the first byte JSON must escape; returns its
+ * index (n when none).  w has room for n + 8 bytes: words are stored whole.
+ * Eight bytes at a time: the lowest flagged byte of a word is exact (a
+ * subtraction's borrow only flags bytes above a flagged one); bytes >= 0x80
+ * are never flagged (~v masks them).
+ */
+static size_t copy_plain(const uint8_t *s, size_t i, size_t n, uint8_t *w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; n - i >= 8; i += 8) {
+        uint64_t v = ld_u64(s + i), q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+        uint64_t hit = (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+        st_u64(w + i, v);
+        if (hit)
+            return i + ((size_t)__builtin_ctzll(hit) >> 3);
+    }
+    for (; i < n && !json_escaped[s[i]]; i++)
+        w[i] = s[i];
+    return i;
+}
+
+/* "s" with JSON escapes, then `after` (':' for keys, 0 for none). */
+static int put_json_string(dbuf *out, const uint8_t *s, size_t n, char after)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t run = 0; /* start of the pending run of bytes copied as is */
-    int rc = dbuf_reserve(out, n + 2);
-    if (rc != 0)
+    if (jw_room(out, n + 3 + 8) != DOTDB_OK)
         return DOTDB_ENOMEM;
     out->data[out->len++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        uint8_t ch = s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (;;) {
+        /* out->data + out->len - i is where s[i] goes */
+        size_t e = copy_plain(s, i, n, out->data + out->len - i);
+        out->len += e - i;
+        if (e == n)
+            break;
+        /* an escape takes at most 6 bytes instead of 1 */
+        if (jw_room(out, 5 + (n - e) + 2 + 8) != DOTDB_OK)
+            return DOTDB_ENOMEM;
+        uint8_t ch = s[e], *w = out->data + out->len;
+        w[0] = '\\';
         size_t elen = 2;
         switch (ch) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"': w[1] = '"'; break;
+        case '\\': w[1] = '\\'; break;
+        case '\b': w[1] = 'b'; break;
+        case '\f': w[1] = 'f'; break;
+        case '\n': w[1] = 'n'; break;
+        case '\r': w[1] = 'r'; break;
+        case '\t': w[1] = 't'; break;
         default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[ch >> 4];
-            esc[5] = hex[ch & 15];
+            memcpy(w + 1, "u00", 3);
+            w[4] = (uint8_t)hex[ch >> 4];
+            w[5] = (uint8_t)hex[ch & 15];
             elen = 6;
         }
-        if (dbuf_append(out, s + run, i - run) != 0 || dbuf_append(out, esc, elen) != 0)
-            return DOTDB_ENOMEM;
-        run = i + 1;
+        out->len += elen;
+        i = e + 1;
     }
-    if (dbuf_append(out, s + run, n - run) != 0 || dbuf_putc(out, '"') != 0)
-        return DOTDB_ENOMEM;
+    out->data[out->len++] = '"';
+    if (after)
+        out->data[out->len++] = (uint8_t)after;
     return DOTDB_OK;
+}
+
+/* Decimal digits of v, written backwards ending at `end`; returns the start. */
+static char *put_u64_rev(char *end, uint64_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        end -= 2;
+        memcpy(end, pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        end -= 2;
+        memcpy(end, pairs + 2 * v, 2);
+    } else {
+        *--end = (char)('0' + v);
+    }
+    return end;
+}
+
+/* %lld, by hand. */
+static size_t format_int(int64_t i, char *buf)
+{
+    char tmp[24], *end = tmp + sizeof tmp;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;
+    char *p = put_u64_rev(end, u);
+    if (i < 0)
+        *--p = '-';
+    size_t n = (size_t)(end - p);
+    memcpy(buf, p, n);
+    return n;
+}
+
+/*
+ * The text the general path below would print, for the doubles most
+ * documents hold: 1e-4 <= |d| < 1e15 with at most 15 significant digits,
+ * i.e. d is the double nearest to m / 10^k for an integer m < 10^15 and
+ * k <= 19.  Then %.15g prints exactly those digits (any other 15-digit
+ * decimal is more than half an ulp away from d) and they read back, so it
+ * is the choice of the general path; m and 10^k are exact doubles and the
+ * division is correctly rounded, so `m / 10^k == d` is the exact test.
+ * The smallest such k gives no trailing zeros, as %g.  Returns 0 when d is
+ * outside that range.
+ */
+static size_t format_double_fast(double d, char *buf)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                   1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19};
+    double a = d < 0 ? -d : d;
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k <= 19; k++) {
+        double t = a * pow10[k];
+        if (t >= 1e15)
+            return 0;
+        uint64_t m = (uint64_t)(t + 0.5);
+        if ((double)m / pow10[k] != a)
+            continue;
+        /* m with a '.' k digits from the right, "0." and zeros in front
+         * when m has fewer digits; ".0" for an integral value */
+        char tmp[48], *end = tmp + sizeof tmp, *p;
+        if (k == 0) {
+            memcpy(end - 2, ".0", 2);
+            p = put_u64_rev(end - 2, m);
+        } else {
+            p = put_u64_rev(end, m);
+            int digits = (int)(end - p);
+            while (digits < k + 1) {
+                *--p = '0';
+                digits++;
+            }
+            /* move the integral digits one left to open the '.' */
+            char *point = end - k;
+            memmove(p - 1, p, (size_t)(point - p));
+            p--;
+            point[-1] = '.';
+        }
+        if (d < 0)
+            *--p = '-';
+        size_t n = (size_t)(end - p);
+        memcpy(buf, p, n);
+        return n;
+    }
+    return 0;
 }
 
 /*
@@ -816,6 +982,9 @@ static int put_json_string(dbuf *out, const uint8_t *s, size_t n)
  */
 static size_t format_double(double d, char *buf, size_t cap)
 {
+    size_t fast = format_double_fast(d, buf);
+    if (fast)
+        return fast;
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(buf, cap, "%.*g", prec, d);
@@ -841,29 +1010,38 @@ static size_t format_double(double d, char *buf, size_t cap)
 
 static int put_scalar(dbuf *out, codec_val v)
 {
-    char num[48];
     int64_t i;
     double d;
-    int n;
+    if (jw_room(out, 48) != DOTDB_OK)
+        return DOTDB_ENOMEM;
+    char *w = (char *)out->data + out->len;
     switch (codec_type(v)) {
     case DOTDB_T_NULL:
-        return dbuf_append(out, "null", 4) ? DOTDB_ENOMEM : DOTDB_OK;
+        memcpy(w, "null", 4);
+        out->len += 4;
+        return DOTDB_OK;
     case DOTDB_T_BOOL:
-        if (v.p[0] == CODEC_TRUE)
-            return dbuf_append(out, "true", 4) ? DOTDB_ENOMEM : DOTDB_OK;
-        return dbuf_append(out, "false", 5) ? DOTDB_ENOMEM : DOTDB_OK;
+        if (v.p[0] == CODEC_TRUE) {
+            memcpy(w, "true", 4);
+            out->len += 4;
+        } else {
+            memcpy(w, "false", 5);
+            out->len += 5;
+        }
+        return DOTDB_OK;
     case DOTDB_T_INT:
         codec_as_int64(v, &i);
-        n = snprintf(num, sizeof num, "%lld", (long long)i);
-        return dbuf_append(out, num, (size_t)n) ? DOTDB_ENOMEM : DOTDB_OK;
+        out->len += format_int(i, w);
+        return DOTDB_OK;
     case DOTDB_T_DOUBLE:
         codec_as_double(v, &d);
-        return dbuf_append(out, num, format_double(d, num, sizeof num)) ? DOTDB_ENOMEM : DOTDB_OK;
+        out->len += format_double(d, w, 48);
+        return DOTDB_OK;
     default: {
         const char *s;
         size_t len;
         codec_as_string(v, &s, &len);
-        return put_json_string(out, (const uint8_t *)s, len);
+        return put_json_string(out, (const uint8_t *)s, len, 0);
     }
     }
 }
@@ -900,7 +1078,7 @@ static int put_open(pstack *st, codec_val v, dbuf *out)
         st->cap = ncap;
     }
     st->f[st->n++] = (pframe){v, codec_count(v), 0, t == DOTDB_T_OBJECT};
-    return dbuf_putc(out, t == DOTDB_T_OBJECT ? '{' : '[') ? DOTDB_ENOMEM : DOTDB_OK;
+    return jw_putc(out, t == DOTDB_T_OBJECT ? '{' : '[');
 }
 
 /* Iterative so that printing needs no C stack proportional to depth. */
@@ -910,21 +1088,19 @@ static int to_json_walk(pstack *st, codec_val v, dbuf *out)
     while (rc == DOTDB_OK && st->n > 0) {
         pframe *f = &st->f[st->n - 1];
         if (f->i == f->count) {
-            rc = dbuf_putc(out, f->is_obj ? '}' : ']') ? DOTDB_ENOMEM : DOTDB_OK;
+            rc = jw_putc(out, f->is_obj ? '}' : ']');
             st->n--;
             continue;
         }
-        if (f->i > 0 && dbuf_putc(out, ','))
+        if (f->i > 0 && jw_putc(out, ','))
             return DOTDB_ENOMEM;
         codec_val e;
         if (f->is_obj) {
             const char *k;
             size_t klen;
             codec_obj_at(f->v, f->i, &k, &klen, &e);
-            if ((rc = put_json_string(out, (const uint8_t *)k, klen)) != DOTDB_OK)
+            if ((rc = put_json_string(out, (const uint8_t *)k, klen, ':')) != DOTDB_OK)
                 return rc;
-            if (dbuf_putc(out, ':'))
-                return DOTDB_ENOMEM;
         } else {
             codec_arr_at(f->v, f->i, &e);
         }
@@ -937,7 +1113,9 @@ static int to_json_walk(pstack *st, codec_val v, dbuf *out)
 int codec_to_json(codec_val v, dbuf *out)
 {
     size_t entry_len = out->len;
-    pstack st = {.n = 0, .cap = PSTACK_INLINE};
+    pstack st; /* no initialiser: it would clear the inline frames on every call */
+    st.n = 0;
+    st.cap = PSTACK_INLINE;
     st.f = st.inl;
     int rc = to_json_walk(&st, v, out);
     if (st.f != st.inl)

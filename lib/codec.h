@@ -125,6 +125,18 @@ int codec_from_json(const char *json, size_t len, const codec_limits *lim,
                     const char *gen_id, dbuf *out, char *id_buf, char *err, size_t errlen);
 
 /*
+ * codec_from_json for the first JSON value of json[0..len), which may be
+ * followed by anything (JSON lines, an array's next element): parsing stops
+ * right after the value's last byte and *used receives the bytes it took.
+ * The size limit applies to those bytes.  Same errors as codec_from_json
+ * ("unexpected data after the JSON value" excepted: what follows is the
+ * caller's); *used is 0 on error.
+ */
+int codec_from_json_first(const char *json, size_t len, const codec_limits *lim,
+                          const char *gen_id, dbuf *out, char *id_buf, size_t *used, char *err,
+                          size_t errlen);
+
+/*
  * Parse any JSON value (not only objects; no id rules) into the encoding.
  * For filters, options and scalar arguments.  Same errors as above.
  */

@@ -70,7 +70,7 @@ enum dotdb_status {
 #define DOTDB_ID_MAX 255             /* longest id, in bytes */
 #define DOTDB_COLL_NAME_MAX 64       /* longest collection name, in bytes */
 #define DOTDB_MAX_SNAPSHOTS 64       /* open txns + cursors per handle */
-#define DOTDB_PROTOCOL_VERSION 1
+#define DOTDB_PROTOCOL_VERSION 2 /* 2: BATCH in fragments (WIRE_F_MORE) */
 
 typedef struct dotdb dotdb;
 typedef struct dotdb_txn dotdb_txn;
@@ -203,7 +203,10 @@ DOTDB_API int dotdb_put(dotdb *db, const char *coll, const char *json, size_t le
  * separate them, and an object may span lines), or one JSON array of
  * objects.  *count_out (may be NULL) receives how many were stored.  If any
  * document is bad nothing is stored and dotdb_errmsg() names its index
- * (0-based) and the reason. */
+ * (0-based) and the reason.  A large batch goes to the coordinator in
+ * fragments while the rest is being encoded (the coordinator checks them
+ * meanwhile, still one atomic commit); other threads' requests on the same
+ * handle wait until it is done. */
 DOTDB_API int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len,
                              size_t *count_out);
 /* Fetch document `id` as JSON text in a new NUL-terminated string owned by

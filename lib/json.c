@@ -75,6 +75,7 @@ typedef struct jframe {
 
 /* One member while an object's sorted[] table is computed. */
 typedef struct sortent {
+    uint64_t prefix;  /* the key's first 8 bytes, big endian, zero padded */
     const uint8_t *key;
     uint32_t len;
     uint32_t member; /* index in input order */
@@ -101,6 +102,7 @@ typedef struct jparser {
     const uint8_t *gen_id;
     uint32_t gen_id_len;
     int insert_id;    /* emit "id": gen_id as the root's first member */
+    int prefix;       /* the value may be followed by more text (its own) */
     char *err;
     size_t errlen;
     jnode inl_nodes[INL_NODES];
@@ -296,9 +298,22 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
     return (alen > blen) - (alen < blen);
 }
 
+/* Keys in memcmp order compare like their big-endian prefixes as long as
+ * those differ (padding zeros tie with real zero bytes: then memcmp). */
+static uint64_t key_prefix(const uint8_t *k, size_t len)
+{
+    uint64_t v = 0;
+    size_t n = len < 8 ? len : 8;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)k[i] << (56 - 8 * i);
+    return v;
+}
+
 static int sortent_cmp(const void *x, const void *y)
 {
     const sortent *a = x, *b = y;
+    if (a->prefix != b->prefix) /* most keys differ in their first 8 bytes */
+        return a->prefix < b->prefix ? -1 : 1;
     int c = key_cmp(a->key, a->len, b->key, b->len);
     if (c != 0)
         return c;
@@ -336,10 +351,12 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
     }
     size_t j = 0;
     if (with_id)
-        p->sorts[j++] = (sortent){id_key, sizeof id_key, 0, UINT32_MAX};
+        p->sorts[j++] = (sortent){key_prefix(id_key, sizeof id_key), id_key, sizeof id_key, 0,
+                                  UINT32_MAX};
     for (uint32_t k = obj + 1; k < o->b; k = next_sibling(p, k + 1), j++) {
         const jnode *key = &p->nodes[k];
-        p->sorts[j] = (sortent){str_bytes(p, key), key->a, (uint32_t)j, k};
+        const uint8_t *kb = str_bytes(p, key);
+        p->sorts[j] = (sortent){key_prefix(kb, key->a), kb, key->a, (uint32_t)j, k};
     }
     if (n > 16) {
         qsort(p->sorts, n, sizeof *p->sorts, sortent_cmp);
@@ -354,7 +371,8 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
         }
     }
     for (size_t i = 1; i < n; i++)
-        if (key_cmp(p->sorts[i - 1].key, p->sorts[i - 1].len, p->sorts[i].key,
+        if (p->sorts[i - 1].prefix == p->sorts[i].prefix &&
+            key_cmp(p->sorts[i - 1].key, p->sorts[i - 1].len, p->sorts[i].key,
                     p->sorts[i].len) == 0)
             return duplicate_key(p, &p->sorts[i]); /* the later one in the text */
     j = 0;
@@ -471,6 +489,22 @@ static size_t plain_run(const jparser *p, size_t i, int *bad)
     size_t start = i;
     *bad = 0;
     while (i < p->len) {
+        /* Eight bytes at a time: the lowest byte of the word that is >=
+         * 0x80, < 0x20, '"' or '\\' (the borrows of the subtractions can
+         * only flag bytes above a flagged one, so the lowest flag is
+         * exact). */
+        if (p->len - i >= 8) {
+            uint64_t v = ld_u64(p->s + i);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+            uint64_t special =
+                (v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+            if (special == 0) {
+                i += 8;
+                continue;
+            }
+            i += (size_t)__builtin_ctzll(special) >> 3;
+        }
         uint8_t c = p->s[i];
         if (c < 0x80) {
             if (c == '"' || c == '\\' || c < 0x20)
@@ -531,8 +565,67 @@ static int parse_string(jparser *p, uint8_t kind)
  * (the text is not NUL-terminated anyway) with '.' replaced by the current
  * locale's radix character, so the result does not depend on the locale.
  */
+static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+/*
+ * Exact fast path (Clinger): a decimal with at most 15 significant digits
+ * is an integer m < 2^53 times 10^e; when |e| <= 22, both m and 10^|e| are
+ * doubles exactly, so one multiplication or division, correctly rounded by
+ * IEEE 754, gives the correctly rounded result, the same as strtod.
+ * Returns 0 when the text is outside that range (strtod decides then).
+ */
+static int decimal_fast(const uint8_t *s, size_t n, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = 0;
+    int neg = 0, digits = 0, frac = 0, exp_neg = 0;
+    uint64_t m = 0;
+    long e = 0;
+    if (i < n && s[i] == '-') {
+        neg = 1;
+        i++;
+    }
+    for (; i < n && is_digit(s[i]); i++) {
+        m = m * 10 + (uint64_t)(s[i] - '0');
+        digits += m != 0;
+        if (digits > 15)
+            return 0;
+    }
+    if (i < n && s[i] == '.')
+        for (i++; i < n && is_digit(s[i]); i++) {
+            m = m * 10 + (uint64_t)(s[i] - '0');
+            digits += m != 0;
+            frac++;
+            if (digits > 15)
+                return 0;
+        }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            exp_neg = s[i++] == '-';
+        for (; i < n && is_digit(s[i]); i++) {
+            e = e * 10 + (s[i] - '0');
+            if (e > 1000)
+                return 0;
+        }
+        if (exp_neg)
+            e = -e;
+    }
+    e -= frac;
+    if (i != n || e < -22 || e > 22)
+        return 0;
+    double d = (double)m;
+    d = e >= 0 ? d * pow10[e] : d / pow10[-e];
+    *out = neg ? -d : d;
+    return 1;
+}
+
 static int text_to_double(jparser *p, size_t start, double *out)
 {
+    if (decimal_fast(p->s + start, p->pos - start, out))
+        return DOTDB_OK;
     const char *radix = nl_langinfo(RADIXCHAR);
     size_t rlen = strlen(radix), n = p->pos - start;
     int swap = rlen > 0 && strcmp(radix, ".") != 0;
@@ -559,8 +652,6 @@ static int text_to_double(jparser *p, size_t start, double *out)
     *out = d;
     return DOTDB_OK;
 }
-
-static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; ints that fit int64 are
  * ints, anything else is a double. */
@@ -771,6 +862,8 @@ static int parse_text(jparser *p)
         if ((rc = complete_value(p, done, &want_value)) != DOTDB_OK)
             return rc;
     }
+    if (p->prefix)
+        return DOTDB_OK;
     skip_ws(p);
     if (p->pos != p->len)
         return jerr_at(p, p->pos, "unexpected data after the JSON value");
@@ -996,6 +1089,7 @@ static void parser_init(jparser *p, const char *json, size_t len, const codec_li
     p->gen_id = NULL;
     p->gen_id_len = 0;
     p->insert_id = 0;
+    p->prefix = 0;
     p->err = err;
     p->errlen = errlen;
     if (err && errlen)
@@ -1019,11 +1113,14 @@ static int parse_and_emit(jparser *p, int is_doc, const char *gen_id, dbuf *out,
     int rc;
     if (p->s == NULL && p->len > 0)
         return jmsg(p, DOTDB_EINVAL, "NULL JSON text");
-    if (p->len > p->max_size || p->len > UINT32_MAX)
+    if (!p->prefix && (p->len > p->max_size || p->len > UINT32_MAX))
         return jmsg(p, DOTDB_ETOOBIG, "JSON text of %zu bytes exceeds the size limit of %zu bytes",
                     p->len, p->max_size);
     if ((rc = parse_text(p)) != DOTDB_OK)
         return rc;
+    if (p->prefix && p->pos > p->max_size)
+        return jmsg(p, DOTDB_ETOOBIG, "JSON text of %zu bytes exceeds the size limit of %zu bytes",
+                    p->pos, p->max_size);
     if (is_doc && (rc = apply_id_rules(p, gen_id, id_buf)) != DOTDB_OK)
         return rc;
     uint64_t total = node_size(&p->nodes[0]);
@@ -1049,6 +1146,31 @@ int codec_from_json(const char *json, size_t len, const codec_limits *lim, const
     int rc = parse_and_emit(&p, 1, gen_id, out, id_buf);
     if (rc != DOTDB_OK && id_buf != NULL)
         id_buf[0] = '\0';
+    parser_fini(&p);
+    return rc;
+}
+
+int codec_from_json_first(const char *json, size_t len, const codec_limits *lim,
+                          const char *gen_id, dbuf *out, char *id_buf, size_t *used, char *err,
+                          size_t errlen)
+{
+    jparser p;
+    /* Offsets into the text are 32-bit: a document past 4 GiB fails as
+     * cut off (the size limit is far below that anyway). */
+    parser_init(&p, json, len > UINT32_MAX ? UINT32_MAX : len, lim, err, errlen);
+    p.prefix = 1;
+    *used = 0;
+    if (id_buf != NULL)
+        id_buf[0] = '\0';
+    size_t entry_len = out->len;
+    int rc = parse_and_emit(&p, 1, gen_id, out, id_buf);
+    if (rc == DOTDB_OK)
+        *used = p.pos;
+    else {
+        out->len = entry_len;
+        if (id_buf != NULL)
+            id_buf[0] = '\0';
+    }
     parser_fini(&p);
     return rc;
 }

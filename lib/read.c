@@ -56,7 +56,11 @@ static int to_json_string(dotdb *db, const uint8_t *p, size_t len, char **out, s
 {
     dbuf b;
     dbuf_init(&b);
-    int rc = codec_to_json((codec_val){p, len}, &b);
+    /* One allocation for most documents: the text is rarely longer than
+     * the encoding (no offset tables, but quotes and commas). */
+    int rc = dbuf_reserve(&b, len + len / 4 + 32) ? DOTDB_ENOMEM : 0;
+    if (rc == 0)
+        rc = codec_to_json((codec_val){p, len}, &b);
     if (rc == 0)
         rc = dbuf_to_cstr(&b, out, len_out);
     else
@@ -204,40 +208,25 @@ int dotdb_update(dotdb *db, const char *coll, const char *id, const char *json, 
     return rc ? rc : put_or_update(db, BOP_UPDATE, coll, id, json, len, NULL);
 }
 
-/* Next JSON object in text: one per line, or the elements of one array. */
-static int next_json_object(const char *s, size_t len, size_t *pos, size_t *start, size_t *end)
+/* Skip what separates the documents of a put_many text: whitespace and
+ * commas.  Returns 1 at the next document, 0 at the end (or a closing
+ * ']'), -1 at anything that cannot start a JSON object. */
+static int next_json_object(const char *s, size_t len, size_t *pos)
 {
     size_t i = *pos;
     while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == ','))
         i++;
+    *pos = i;
     if (i >= len || s[i] == ']')
         return 0;
-    if (s[i] != '{')
-        return -1;
-    /* Find the matching brace, skipping strings. */
-    int depth = 0, in_str = 0;
-    size_t j = i;
-    for (; j < len; j++) {
-        char ch = s[j];
-        if (in_str) {
-            if (ch == '\\')
-                j++;
-            else if (ch == '"')
-                in_str = 0;
-        } else if (ch == '"') {
-            in_str = 1;
-        } else if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (--depth == 0)
-                break;
-        }
-    }
-    *start = i;
-    *end = j < len ? j + 1 : len;
-    *pos = *end;
-    return 1;
+    return s[i] == '{' ? 1 : -1;
 }
+
+/* put_many sends what it has encoded once it holds this much, while it
+ * encodes the rest: the coordinator checks each fragment meanwhile, on the
+ * other core (coordinator/fragments.h).  Large enough that frames cost
+ * little, small enough that the last fragment's check is short. */
+#define PUT_MANY_FRAGMENT (128u * 1024u)
 
 int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, size_t *count_out)
 {
@@ -249,10 +238,9 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     conn *c;
     if ((rc = cl_conn_get(db, &c)) != 0)
         return rc;
-    dbuf b, doc;
-    size_t start, pos = 0, s, e, n = 0;
+    dbuf b;
+    size_t start, pos = 0, n = 0, coll_len = strlen(coll);
     dbuf_init(&b);
-    dbuf_init(&doc);
     if (json == NULL)
         json = "", len = 0;
     while (len && (json[pos] == ' ' || json[pos] == '\n' || json[pos] == '\t' || json[pos] == '\r'))
@@ -261,35 +249,65 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     if (pos < len && json[pos] == '[')
         pos++;
     rc = batch_begin(&b, &start);
-    int more;
-    while (rc == 0 && (more = next_json_object(json, len, &pos, &s, &e)) != 0) {
+    /* Room for the whole batch (or a fragment and a document) at once:
+     * growing a large buffer by doubling copies it several times. */
+    if (rc == 0)
+        rc = dbuf_reserve(&b, len < 2 * PUT_MANY_FRAGMENT ? len + len / 8 + 64
+                                                          : 2 * PUT_MANY_FRAGMENT);
+    cl_stream st;
+    int more, streaming = 0;
+    while (rc == 0 && (more = next_json_object(json, len, &pos)) != 0) {
         char idb[DOTDB_ID_MAX + 1];
+        size_t op_start, used;
         if (more < 0) {
             rc = cl_fail(db, DOTDB_EJSON, "document %zu: expected a JSON object", n);
             break;
         }
-        doc.len = 0;
-        rc = cl_encode_doc(db, c, json + s, e - s, 1, &doc, idb);
+        if (b.len >= PUT_MANY_FRAGMENT) {
+            /* Another document follows, so the last frame will not be
+             * empty: send this much as a fragment. */
+            if (!streaming && (rc = cl_stream_begin(db, &st)) != 0)
+                break;
+            streaming = 1;
+            if ((rc = cl_stream_part(&st, WIRE_OP_BATCH, b.data, b.len)) != 0)
+                break;
+            b.len = 0;
+            rc = batch_begin(&b, &start);
+            if (rc != 0) {
+                rc = cl_fail(db, rc, "out of memory");
+                break;
+            }
+        }
+        /* The document is encoded straight into the batch. */
+        rc = batch_put_begin(&b, coll, coll_len, &op_start);
+        if (rc == 0)
+            rc = cl_encode_doc_first(db, c, json + pos, len - pos, &b, idb, &used);
+        else
+            rc = cl_fail(db, rc, "out of memory");
         if (rc != 0) {
             char detail[sizeof db->errmsg];
             memcpy(detail, db->errmsg, sizeof detail);
             cl_fail(db, rc, "document %zu: %s", n, detail);
             break;
         }
-        batch_op op = {.kind = BOP_PUT, .coll = coll, .coll_len = strlen(coll), .doc = doc.data,
-                       .doc_len = doc.len};
-        rc = batch_add(&b, start, &op);
+        rc = batch_put_end(&b, start, op_start);
+        if (rc != 0)
+            rc = cl_fail(db, rc, "document %zu is too large", n);
+        pos += used;
         n++;
     }
     conn_unref(c);
     if (rc == 0 && n == 0)
         rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
-    if (rc == 0)
+    if (streaming && rc != 0)
+        cl_stream_abort(&st, WIRE_OP_BATCH);
+    else if (streaming)
+        rc = cl_stream_end(&st, WIRE_OP_BATCH, 0, b.data, b.len, NULL, NULL);
+    else if (rc == 0)
         rc = send_batch(db, &b, 0);
     if (rc == 0 && count_out)
         *count_out = n;
     dbuf_free(&b);
-    dbuf_free(&doc);
     return rc;
 }
 

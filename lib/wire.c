@@ -60,6 +60,32 @@ int batch_add(dbuf *b, size_t start, const batch_op *op)
     return 0;
 }
 
+int batch_put_begin(dbuf *b, const char *coll, size_t coll_len, size_t *op_start)
+{
+    *op_start = b->len;
+    if (coll_len > 0xffff)
+        return DOTDB_EINVAL;
+    uint8_t hdr[BOP_HDR_SIZE] = {BOP_PUT, 0};
+    st_u16(hdr + 2, (uint16_t)coll_len);
+    int rc = dbuf_reserve(b, sizeof hdr + coll_len);
+    if (rc != 0)
+        return rc;
+    dbuf_append(b, hdr, sizeof hdr);
+    dbuf_append(b, coll, coll_len);
+    return 0;
+}
+
+int batch_put_end(dbuf *b, size_t start, size_t op_start)
+{
+    uint8_t *h = b->data + op_start;
+    size_t doc_len = b->len - op_start - BOP_HDR_SIZE - ld_u16(h + 2);
+    if (doc_len > UINT32_MAX)
+        return DOTDB_EINVAL;
+    st_u32(h + 8, (uint32_t)doc_len);
+    st_u32(b->data + start, batch_count(b, start) + 1);
+    return 0;
+}
+
 int batch_iter_init(batch_iter *it, const uint8_t *p, size_t len, char *err, size_t errlen)
 {
     if (len < 4) {

@@ -6,7 +6,7 @@
  *   0  len      u32  payload bytes that follow the 24-byte header
  *   4  req_id   u32  chosen by the client, echoed in the response
  *   8  op       u16  WIRE_OP_*
- *   10 flags    u16  0
+ *   10 flags    u16  WIRE_F_* (requests), 0 (responses)
  *   12 status   i32  responses: DOTDB_OK or a DOTDB_E* code; requests: 0
  *   16 lsn      u64  requests: the snapshot LSN of an optimistic batch (0:
  *                    none); responses: the commit LSN the request produced
@@ -23,7 +23,13 @@
  * HELLO request:  u32 protocol version, u32 layout version, u64 pid
  * HELLO response: u64 epoch, u64 max_size, u32 conn_id, u32 nslots,
  *                 u64 max_document_size, u64 max_depth
- * BATCH request:  a batch (below); response: the batch's LSN.
+ * BATCH request:  a batch (below); response: the batch's LSN.  With flag
+ *                 WIRE_F_MORE the frame is a fragment of a larger batch
+ *                 that goes on in the next BATCH frame of the connection:
+ *                 no response; the frame without the flag ends the batch
+ *                 and its response answers for all of it, applied as one
+ *                 batch (coordinator/fragments.h).  An ending frame with
+ *                 no operations abandons the batch.
  * STATS request:  a collection name (may be empty); response: JSON text.
  *
  * Batch (also the payload of a WAL record, so replay applies exactly what
@@ -57,6 +63,8 @@ enum wire_op {
     WIRE_OP_BACKUP = 6,     /* absolute destination directory -> JSON summary */
 };
 #define WIRE_CKPT_COMPACT 1u  /* CHECKPOINT flag: rewrite unchanged collections too */
+
+#define WIRE_F_MORE 0x0001u /* BATCH request: a fragment, more of the batch follows */
 
 typedef struct wire_hdr {
     uint32_t len;
@@ -121,6 +129,13 @@ void wire_hdr_get(const uint8_t *p, wire_hdr *h);
 int batch_begin(dbuf *b, size_t *start);
 /* Append one op; bumps the count at b->data + start. */
 int batch_add(dbuf *b, size_t start, const batch_op *op);
+/* Append a PUT op into `coll` whose document the caller then appends to b
+ * itself (encoding straight into the batch, no copy); *op_start receives
+ * where the op begins.  batch_put_end sets the document's length from
+ * b->len and bumps the count.  On a failed encoding, b->len = *op_start
+ * drops the op. */
+int batch_put_begin(dbuf *b, const char *coll, size_t coll_len, size_t *op_start);
+int batch_put_end(dbuf *b, size_t start, size_t op_start);
 /* Number of ops so far. */
 uint32_t batch_count(const dbuf *b, size_t start);
 

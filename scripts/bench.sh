@@ -12,8 +12,9 @@
 #   --json FILE    write {"records", "machine", "results": [...]} to FILE
 #   --chart FILE   draw the DotDB/peer ratios (gnuplot PNG) into FILE;
 #                  default docs/bench-ratios.png when every workload runs
-#   --docs         also refresh docs/bench-results.json, the chart and the
+#   --docs         also refresh docs/bench-results.json, the chart, the
 #                  tables between the bench markers of docs/PERFORMANCE.md
+#                  and the chart's caption (date, machine) in README.md
 #
 # What it does: installs the peers when missing (scripts/setup.sh --bench:
 # liblmdb-dev libsqlite3-dev redis-server libhiredis-dev gnuplot-nox), builds
@@ -225,25 +226,39 @@ fi
 
 if [[ -n $chart ]]; then
   dat=$tmp/ratios.dat
+  # One row per workload: label (with its target), the three ratios, and
+  # the target of each ratio (NaN: none), drawn as a marker on its bar.
   awk '$1 == "RESULT" { ops[$2, $3] = $4; if (!($2 in seen)) { order[++n] = $2; seen[$2] = 1 } }
     END {
       split("lmdb sqlite redis", peer, " ")
+      label["load"] = ">=1.5x SQLite"; want["load", 2] = 1.5
+      label["point_read_1p"] = ">=1.5x LMDB"; want["point_read_1p", 1] = 1.5
+      label["point_read_2p"] = ">=1.8x own 1p"
+      label["get_json_1p"] = ">=3x SQLite"; want["get_json_1p", 2] = 3
+      label["scan_filter"] = ">=5x SQLite"; want["scan_filter", 2] = 5
+      label["group_by"] = ">=8x SQLite"; want["group_by", 2] = 8
+      label["pipelined_put"] = ">=0.5x Redis"; want["pipelined_put", 3] = 0.5
+      label["put_1c"] = "no target"
+      label["durable_put_8c"] = ">=1x Redis,\\n3x SQLite, 10x LMDB"
+      want["durable_put_8c", 1] = 10; want["durable_put_8c", 2] = 3; want["durable_put_8c", 3] = 1
       for (k = 1; k <= n; k++) {
         w = order[k]
         if (w == "shm_bytes_per_doc" || !((w, "dotdb") in ops)) continue
-        line = w; any = 0
+        line = "\"" w (w in label ? "\\n(" label[w] ")" : "") "\""; any = 0
         for (m = 1; m <= 3; m++) {
           if (((w, peer[m]) in ops) && ops[w, peer[m]] > 0) { line = line " " ops[w, "dotdb"] / ops[w, peer[m]]; any = 1 }
           else line = line " NaN"
         }
+        for (m = 1; m <= 3; m++)
+          line = line " " (((w, m) in want) && ((w, peer[m]) in ops) ? want[w, m] : "NaN")
         if (any) print line
       }
     }' "$results" >"$dat"
   mkdir -p "$(dirname "$chart")"
   gnuplot <<EOF
-set terminal pngcairo size 1100,520 font "DejaVu Sans,10" noenhanced
+set terminal pngcairo size 1200,600 font "DejaVu Sans,10" noenhanced
 set output "$chart"
-set title "DotDB throughput / peer throughput, same run ($records records, $date_utc, $machine)"
+set title "DotDB throughput / peer throughput, same run ($records records, $date_utc)\n$machine"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -252,12 +267,17 @@ set logscale y 10
 set yrange [0.01:1000]
 set ylabel "ratio (log scale; > 1: DotDB faster)"
 set grid ytics
-set xtics rotate by -30 nomirror
+set xtics rotate by -35 nomirror
+set bmargin 9
 set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black"
+# clusters sit at x = 0, 1, ...; with three bars and gap 1 the bars are at -0.25, 0, +0.25
 plot "$dat" using 2:xtic(1) title "vs LMDB" lc rgb "#4e79a7", \
      "" using 3 title "vs SQLite" lc rgb "#f28e2b", \
-     "" using 4 title "vs Redis" lc rgb "#e15759"
+     "" using 4 title "vs Redis" lc rgb "#e15759", \
+     "" using (\$0 - 0.25):5 with points pt 11 ps 2 lc rgb "black" title "target (the bar should reach it)", \
+     "" using (\$0):6 with points pt 11 ps 2 lc rgb "black" notitle, \
+     "" using (\$0 + 0.25):7 with points pt 11 ps 2 lc rgb "black" notitle
 EOF
   echo "bench: drew $chart"
 fi
@@ -279,6 +299,22 @@ if ((docs)); then
     echo "bench: updated $perf"
   else
     echo "bench: $perf has no <!-- bench:begin --> / <!-- bench:end --> markers; not updated" >&2
+  fi
+  readme=README.md
+  if grep -q '<!-- bench-chart:begin -->' "$readme" && grep -q '<!-- bench-chart:end -->' "$readme"; then
+    {
+      sed -n '1,/<!-- bench-chart:begin -->/p' "$readme"
+      echo "![DotDB throughput divided by each peer's, same run](docs/bench-ratios.png)"
+      echo
+      echo "DotDB / peer throughput ratios measured on $date_utc on $machine, $records records"
+      echo "(\`scripts/bench.sh $( ((quick)) && echo --quick) --docs\`; > 1 means DotDB is faster). Figures, targets,"
+      echo "method and what each optimisation changed: [docs/PERFORMANCE.md](docs/PERFORMANCE.md)."
+      sed -n '/<!-- bench-chart:end -->/,$p' "$readme"
+    } >"$tmp/readme.md"
+    cp "$tmp/readme.md" "$readme"
+    echo "bench: updated $readme"
+  else
+    echo "bench: $readme has no <!-- bench-chart:begin --> / <!-- bench-chart:end --> markers; not updated" >&2
   fi
 fi
 exit $failed

@@ -22,7 +22,7 @@ DB=$TMP/db
 CTL=$TMP/ctl
 pid=""
 trap '[[ -n $pid ]] && kill -9 $pid 2>/dev/null; rm -rf "$TMP"' EXIT
-cli() { timeout 20 "$DOTDB" --db "$DB" --no-autostart "$@"; }  # a hang is a failure too
+cli() { timeout 5 "$DOTDB" --db "$DB" --no-autostart "$@"; }  # a hang is a failure too
 start() {  # $1: 1 = under the shim
   if [[ $1 == 1 ]]; then
     DOTDB_MALLOC_CTL=$CTL LD_PRELOAD=$SHIM "$DOTDBD" --db "$DB" --foreground 2>>"$TMP/dotdbd.log" &

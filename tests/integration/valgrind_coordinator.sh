@@ -3,7 +3,7 @@
 # update-many, a checkpoint, a restart that loads the checkpoint, a clean
 # stop.  Fails on any memory error or a definite leak in dotdbd.  The
 # sanitizer build cannot run under valgrind, so this builds its own plain
-# dotdbd (DOTDB_VALGRIND_BUILD, default build-valgrind) unless told where
+# dotdbd (DOTDB_PLAIN_BUILD, default build-plain) unless told where
 # one is with DOTDBD_PLAIN.
 #   usage: valgrind_coordinator.sh DOTDB DOTDBD
 set -uo pipefail
@@ -12,8 +12,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 command -v valgrind >/dev/null || { echo "valgrind_coordinator: valgrind is missing (scripts/setup.sh installs it)"; exit 1; }
 DOTDBD=${DOTDBD_PLAIN:-}
 if [[ -z $DOTDBD ]]; then
-  vb=${DOTDB_VALGRIND_BUILD:-$root/build-valgrind}
-  cmake -S "$root" -B "$vb" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_TESTS=OFF >/dev/null || exit 1
+  vb=${DOTDB_PLAIN_BUILD:-$root/build-plain}   # shared with malloc_faults.sh
+  cmake -S "$root" -B "$vb" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDOTDB_WERROR=ON >/dev/null || exit 1
   cmake --build "$vb" -j2 --target dotdbd dotdb >/dev/null || exit 1
   DOTDBD=$vb/dotdbd
   DOTDB=$vb/dotdb

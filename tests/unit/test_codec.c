@@ -1216,3 +1216,156 @@ Test(codec, max_fields_counts_the_members_of_each_object)
                  DOTDB_ETOOBIG, "%s", err);
     dbuf_free(&b);
 }
+
+/* ---- fast paths (json.c, codec.c) against the C library ------------------ */
+
+static uint64_t test_rng(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ull;
+    uint64_t z = *s;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A random JSON number text with a '.' or an exponent (a double). */
+static void random_decimal(uint64_t *rng, char *out, size_t cap)
+{
+    uint64_t r = test_rng(rng);
+    int digits = 1 + (int)(r % 19), point = (int)((r >> 8) % (uint64_t)(digits + 1));
+    size_t n = 0;
+    if ((r >> 16) & 1)
+        out[n++] = '-';
+    for (int i = 0; i < digits; i++) {
+        if (i == point && i > 0)
+            out[n++] = '.';
+        uint64_t d = test_rng(rng) % 10;
+        if (i == 0 && point != 1 && digits > 1 && d == 0)
+            d = 1 + test_rng(rng) % 9; /* no leading zero unless "0." */
+        out[n++] = (char)('0' + d);
+    }
+    if (point == 0 || point == digits || ((r >> 20) & 3) == 0)
+        n += (size_t)snprintf(out + n, cap - n, "e%d", (int)((r >> 24) % 61) - 30);
+    out[n] = 0;
+}
+
+Test(codec, decimal_texts_parse_exactly_like_strtod)
+{
+    uint64_t rng = 42;
+    char text[64];
+    for (int i = 0; i < 200000; i++) {
+        random_decimal(&rng, text, sizeof text);
+        dbuf b;
+        enc(text, &b);
+        double got, want = strtod(text, NULL);
+        cr_assert(codec_as_double(val_of(&b), &got), "%s", text);
+        cr_assert(memcmp(&got, &want, sizeof got) == 0, "%s parsed as %.17g, strtod says %.17g",
+                  text, got, want);
+        dbuf_free(&b);
+    }
+}
+
+/* What codec_to_json printed for doubles before its fast path: the first
+ * of %.15g, %.16g, %.17g that reads back, ".0" appended to integral text. */
+static void reference_double_text(double d, char *buf, size_t cap)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, cap, "%.*g", prec, d);
+        if (prec == 17 || strtod(buf, NULL) == d)
+            break;
+    }
+    if (strpbrk(buf, ".en") == NULL)
+        memcpy(buf + n, ".0", 3);
+}
+
+static void expect_double_text(double d)
+{
+    char want[64];
+    reference_double_text(d, want, sizeof want);
+    uint8_t enc_d[9] = {CODEC_DOUBLE};
+    memcpy(enc_d + 1, &d, 8);
+    char *got = to_text((codec_val){enc_d, 9});
+    cr_assert_str_eq(got, want, "bits 0x%016llx", (unsigned long long)ld_u64(enc_d + 1));
+    free(got);
+}
+
+Test(codec, doubles_print_like_printf)
+{
+    static const double fixed[] = {0.0,     -0.0,   1.0,     -1.0,    0.5,      499.123,
+                                   1e-4,    1e-5,   9.99e-5, 1e14,    1e15,     1e16,
+                                   123456789012345.0, 999999999999999.0, 0.1 + 0.2,
+                                   4.35,    87.5,   1e22,    1e23,    5e-324,   1.7976931348623157e308,
+                                   2.5e-7,  33.0,   -123.456, 0.001,  100.0,    1234567.125};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        expect_double_text(fixed[i]);
+    uint64_t rng = 7;
+    char text[64];
+    for (int i = 0; i < 100000; i++) {
+        /* short decimals (the common case) and arbitrary bit patterns */
+        random_decimal(&rng, text, sizeof text);
+        expect_double_text(strtod(text, NULL));
+        uint64_t bits = test_rng(&rng);
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        if (isfinite(d))
+            expect_double_text(d);
+        expect_double_text((double)(int64_t)(test_rng(&rng) % 2000001) / 1000.0 - 1000.0);
+    }
+}
+
+Test(codec, ints_print_like_printf)
+{
+    static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 127, -128, 32767, 65535, INT32_MAX,
+                                   INT32_MIN, 1000000000000LL, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        uint8_t e[9] = {CODEC_INT64};
+        st_u64(e + 1, (uint64_t)vals[i]);
+        char want[32], *got = to_text((codec_val){e, 9});
+        snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+        cr_expect_str_eq(got, want);
+        free(got);
+    }
+}
+
+Test(codec, from_json_first_stops_after_the_document)
+{
+    const char *text = "  {\"id\":\"a\",\"s\":\"x}\\\"{\"} {\"id\":\"b\"}\n,[";
+    dbuf b;
+    dbuf_init(&b);
+    char err[ERRLEN], id[DOTDB_ID_MAX + 1];
+    size_t used;
+    cr_assert_eq(codec_from_json_first(text, strlen(text), &default_lim, "g", &b, id, &used, err,
+                                       sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_str_eq(id, "a");
+    cr_assert_eq(used, strlen("  {\"id\":\"a\",\"s\":\"x}\\\"{\"}"));
+    char *s = to_text(val_of(&b));
+    cr_assert_str_eq(s, "{\"id\":\"a\",\"s\":\"x}\\\"{\"}");
+    free(s);
+    /* the second one, appended; then what follows is no object */
+    size_t first_len = b.len, used2;
+    cr_assert_eq(codec_from_json_first(text + used, strlen(text + used), &default_lim, "g", &b, id,
+                                       &used2, err, sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_str_eq(id, "b");
+    cr_assert_gt(b.len, first_len);
+    size_t at = used + used2;
+    cr_assert_eq(codec_from_json_first(text + at, strlen(text + at), &default_lim, "g", &b, id,
+                                       &used2, err, sizeof err), DOTDB_EJSON);
+    cr_assert_eq(used2, 0);
+    /* a cut-off document fails, and leaves the buffer as it was */
+    size_t before = b.len;
+    cr_assert_eq(codec_from_json_first("{\"id\":\"c\",", 10, &default_lim, "g", &b, id, &used2,
+                                       err, sizeof err), DOTDB_EJSON);
+    cr_assert_eq(b.len, before);
+    /* the size limit applies to the document's own bytes, not the rest */
+    codec_limits small = {64, CODEC_DEFAULT_MAX_DEPTH};
+    char *big = repeat("{\"id\":\"d\"} ", " ", 1000, "{}");
+    cr_assert_eq(codec_from_json_first(big, strlen(big), &small, "g", &b, id, &used2, err,
+                                       sizeof err), DOTDB_OK, "%s", err);
+    free(big);
+    char *long_doc = repeat("{\"id\":\"e\",\"s\":\"", "x", 100, "\"}");
+    cr_assert_eq(codec_from_json_first(long_doc, strlen(long_doc), &small, "g", &b, id, &used2,
+                                       err, sizeof err), DOTDB_ETOOBIG);
+    free(long_doc);
+    dbuf_free(&b);
+}

@@ -1,0 +1,299 @@
+/*
+ * test_batches.c - large batches sent in fragments (lib/read.c put_many,
+ * coordinator/fragments.c, wire.h WIRE_F_MORE).
+ *
+ * A batch in fragments must be exactly as atomic as one sent in a single
+ * frame: one LSN, all or nothing, whatever fragment goes wrong and
+ * whenever the client stops; other connections' batches go on meanwhile.
+ * The library is driven through the public API; the protocol corner cases
+ * through a raw connection that speaks the frames itself.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "codec.h"
+#include "harness.h"
+#include "layout.h"
+#include "wire.h"
+
+/* ---- helpers ---- */
+
+static uint64_t commit_lsn(dotdb *db)
+{
+    char *s = NULL;
+    cr_assert_eq(dotdb_stats(db, NULL, &s, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    const char *p = strstr(s, "\"commit_lsn\":");
+    cr_assert_not_null(p);
+    uint64_t lsn = strtoull(p + 13, NULL, 10);
+    dotdb_free(s);
+    return lsn;
+}
+
+/* n documents as JSON lines, ids "<prefix><i>"; document `bad` (if < n)
+ * is malformed JSON. */
+static char *docs_text(size_t n, const char *prefix, size_t bad, size_t *len)
+{
+    size_t cap = n * 200 + 1, used = 0;
+    char *t = malloc(cap);
+    cr_assert_not_null(t);
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(t + used, cap - used,
+                                 i == bad ? "{\"id\":\"%s%zu\",\"v\":}\n"
+                                          : "{\"id\":\"%s%zu\",\"v\":%zu,\"pad\":\"%080d\"}\n",
+                                 prefix, i, i, 0);
+    *len = used;
+    return t;
+}
+
+static int doc_exists(dotdb *db, const char *coll, const char *id)
+{
+    char *json = NULL;
+    int rc = dotdb_get(db, coll, id, &json, NULL);
+    dotdb_free(json);
+    cr_assert(rc == DOTDB_OK || rc == DOTDB_ENOTFOUND || rc == DOTDB_ENOCOLL, "get %s: %s", id,
+              dotdb_err_name(rc));
+    return rc == DOTDB_OK;
+}
+
+/* ---- the library ---- */
+
+Test(batches, put_many_in_fragments_commits_everything_at_one_lsn, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    size_t len, n = 5000, stored = 0;
+    char *text = docs_text(n, "f", SIZE_MAX, &len);
+    cr_assert_gt(len, 3 * 128 * 1024, "big enough for several fragments");
+    uint64_t before = commit_lsn(db);
+    cr_assert_eq(dotdb_put_many(db, "many", text, len, &stored), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_assert_eq(stored, n);
+    cr_assert_eq(commit_lsn(db), before + 1, "one batch, one LSN");
+    char id[32];
+    for (size_t i = 0; i < n; i += 97) {
+        snprintf(id, sizeof id, "f%zu", i);
+        cr_assert(doc_exists(db, "many", id), "%s", id);
+    }
+    cr_assert(doc_exists(db, "many", "f4999"));
+    char *s = NULL;
+    cr_assert_eq(dotdb_stats(db, "many", &s, NULL), DOTDB_OK);
+    cr_assert_not_null(strstr(s, "\"documents\":5000"), "%s", s);
+    dotdb_free(s);
+    free(text);
+    dotdb_close(db);
+    /* and it is in the WAL as one record: a restart replays all of it */
+    h_stop(&c);
+    h_start(&c);
+    db = h_open(&c);
+    cr_assert(doc_exists(db, "many", "f0"));
+    cr_assert(doc_exists(db, "many", "f4999"));
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(batches, bad_document_after_sent_fragments_stores_nothing, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    size_t len, stored = 7;
+    char *text = docs_text(5000, "g", 4500, &len);
+    uint64_t before = commit_lsn(db);
+    cr_assert_eq(dotdb_put_many(db, "many", text, len, &stored), DOTDB_EJSON);
+    cr_assert_not_null(strstr(dotdb_errmsg(db), "document 4500"), "%s", dotdb_errmsg(db));
+    cr_assert_eq(stored, 0);
+    cr_assert_eq(commit_lsn(db), before, "nothing committed");
+    cr_assert(!doc_exists(db, "many", "g0"));
+    /* the handle goes on as if nothing happened */
+    const char *doc = "{\"id\":\"after\"}";
+    cr_assert_eq(dotdb_put(db, "many", doc, strlen(doc), NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_assert(doc_exists(db, "many", "after"));
+    cr_assert(!doc_exists(db, "many", "g1"));
+    free(text);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* ---- the protocol, by hand ---- */
+
+typedef struct raw {
+    int fd;
+    uint32_t req;
+} raw;
+
+static void raw_open(const char *dir, raw *r)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/dotdb.sock", dir);
+    r->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    r->req = 0;
+    cr_assert_eq(connect(r->fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    uint8_t frame[WIRE_HDR_SIZE + 16];
+    wire_hdr h = {.len = 16, .op = WIRE_OP_HELLO};
+    wire_hdr_put(frame, &h);
+    st_u32(frame + WIRE_HDR_SIZE, DOTDB_PROTOCOL_VERSION);
+    st_u32(frame + WIRE_HDR_SIZE + 4, SHM_LAYOUT_VERSION);
+    st_u64(frame + WIRE_HDR_SIZE + 8, (uint64_t)getpid());
+    cr_assert_eq(send(r->fd, frame, sizeof frame, MSG_NOSIGNAL), (ssize_t)sizeof frame);
+    uint8_t resp[WIRE_HDR_SIZE + 64];
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {resp, WIRE_HDR_SIZE + 40};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof u.buf};
+    cr_assert_eq(recvmsg(r->fd, &msg, MSG_WAITALL), WIRE_HDR_SIZE + 40);
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        int fds[3];
+        memcpy(fds, CMSG_DATA(cm), sizeof fds);
+        for (int i = 0; i < 3; i++)
+            close(fds[i]);
+    }
+    wire_hdr_get(resp, &h);
+    cr_assert_eq(h.status, 0);
+}
+
+/* A batch of PUTs into "raw" of the given documents (JSON, NULL = a
+ * corrupt binary document). */
+static void raw_batch(dbuf *b, const char *const *docs, size_t n)
+{
+    size_t start;
+    dbuf_init(b);
+    cr_assert_eq(batch_begin(b, &start), 0);
+    for (size_t i = 0; i < n; i++) {
+        dbuf d;
+        dbuf_init(&d);
+        if (docs[i]) {
+            cr_assert_eq(codec_from_json(docs[i], strlen(docs[i]), NULL, NULL, &d, NULL, NULL, 0),
+                         DOTDB_OK);
+        } else {
+            uint8_t junk[] = {0x20, 0xff, 0x01, 0x00};
+            dbuf_append(&d, junk, sizeof junk);
+        }
+        batch_op op = {.kind = BOP_PUT, .coll = "raw", .coll_len = 3, .doc = d.data,
+                       .doc_len = d.len};
+        cr_assert_eq(batch_add(b, start, &op), 0);
+        dbuf_free(&d);
+    }
+}
+
+static void raw_send(raw *r, uint16_t flags, const dbuf *b)
+{
+    uint8_t hdr[WIRE_HDR_SIZE];
+    wire_hdr h = {.len = (uint32_t)b->len, .req_id = ++r->req, .op = WIRE_OP_BATCH, .flags = flags};
+    wire_hdr_put(hdr, &h);
+    cr_assert_eq(send(r->fd, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+    cr_assert_eq(send(r->fd, b->data, b->len, MSG_NOSIGNAL), (ssize_t)b->len);
+}
+
+/* The next response: its status; the message into msg. */
+static int raw_answer(raw *r, char *msg, size_t cap)
+{
+    uint8_t hdr[WIRE_HDR_SIZE];
+    cr_assert_eq(recv(r->fd, hdr, sizeof hdr, MSG_WAITALL), (ssize_t)sizeof hdr);
+    wire_hdr h;
+    wire_hdr_get(hdr, &h);
+    cr_assert_eq(h.req_id, r->req, "the answer is for the frame that ended the batch");
+    cr_assert_lt(h.len, cap);
+    if (h.len)
+        cr_assert_eq(recv(r->fd, msg, h.len, MSG_WAITALL), (ssize_t)h.len);
+    msg[h.len] = 0;
+    return h.status;
+}
+
+static void raw_put(raw *r, uint16_t flags, const char *const *docs, size_t n)
+{
+    dbuf b;
+    raw_batch(&b, docs, n);
+    raw_send(r, flags, &b);
+    dbuf_free(&b);
+}
+
+Test(batches, bad_fragment_fails_the_whole_batch, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    raw r;
+    raw_open(c.dir, &r);
+    char msg[600];
+    const char *a[] = {"{\"id\":\"a1\"}", "{\"id\":\"a2\"}"}, *bad[] = {"{\"id\":\"b1\"}", NULL},
+               *last[] = {"{\"id\":\"c1\"}"};
+    raw_put(&r, WIRE_F_MORE, a, 2);
+    raw_put(&r, WIRE_F_MORE, bad, 2);
+    raw_put(&r, WIRE_F_MORE, a, 1); /* dropped unread */
+    raw_put(&r, 0, last, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_ECORRUPT, "%s", msg);
+    cr_assert_not_null(strstr(msg, "operation 3"), "numbered across fragments: %s", msg);
+    cr_assert(!doc_exists(db, "raw", "a1"));
+    cr_assert(!doc_exists(db, "raw", "c1"));
+    /* the connection starts afresh: a good batch in fragments goes through */
+    const char *d[] = {"{\"id\":\"d1\"}"}, *e[] = {"{\"id\":\"e1\"}", "{\"id\":\"e2\"}"};
+    uint64_t before = commit_lsn(db);
+    raw_put(&r, WIRE_F_MORE, d, 1);
+    raw_put(&r, 0, e, 2);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert_eq(commit_lsn(db), before + 1);
+    cr_assert(doc_exists(db, "raw", "d1") && doc_exists(db, "raw", "e2"));
+    close(r.fd);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(batches, abandoned_or_cut_off_fragments_leave_nothing, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    raw r;
+    raw_open(c.dir, &r);
+    char msg[600];
+    const char *a[] = {"{\"id\":\"a1\"}"};
+    /* an ending frame without operations abandons the batch */
+    raw_put(&r, WIRE_F_MORE, a, 1);
+    raw_put(&r, 0, NULL, 0);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_EINVAL, "%s", msg);
+    cr_assert(!doc_exists(db, "raw", "a1"));
+    /* a client that goes away half-way */
+    const char *b[] = {"{\"id\":\"b1\"}"};
+    raw_put(&r, WIRE_F_MORE, b, 1);
+    close(r.fd);
+    const char *doc = "{\"id\":\"other\"}";
+    cr_assert_eq(dotdb_put(db, "raw", doc, strlen(doc), NULL), DOTDB_OK);
+    cr_assert(!doc_exists(db, "raw", "b1"));
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(batches, other_connections_commit_while_a_batch_is_in_fragments, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    raw r;
+    raw_open(c.dir, &r);
+    char msg[600];
+    const char *a[] = {"{\"id\":\"a1\"}"}, *z[] = {"{\"id\":\"a2\"}"};
+    raw_put(&r, WIRE_F_MORE, a, 1);
+    const char *doc = "{\"id\":\"between\"}";
+    cr_assert_eq(dotdb_put(db, "raw", doc, strlen(doc), NULL), DOTDB_OK, "not held up");
+    cr_assert(!doc_exists(db, "raw", "a1"), "nothing of the open batch is visible");
+    raw_put(&r, 0, z, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert(doc_exists(db, "raw", "a1") && doc_exists(db, "raw", "a2"));
+    cr_assert(doc_exists(db, "raw", "between"));
+    close(r.fd);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
