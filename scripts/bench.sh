@@ -50,7 +50,7 @@ if [[ -z $records ]]; then records=$((quick ? 100000 : 1000000)); fi
 if [[ -z $seconds ]]; then seconds=$((quick ? 2 : 5)); fi
 [[ $records =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --records must be a positive integer" >&2; exit 2; }
 
-all_workloads=(load shm_bytes_per_doc point_read_1p point_read_2p get_json_1p scan_filter group_by
+all_workloads=(load shm_bytes_per_doc disk_bytes restart point_read_1p point_read_2p get_json_1p scan_filter group_by
                put_1c pipelined_put ycsb_a ycsb_b ycsb_c ycsb_f durable_put_8c)
 if [[ -n $only ]]; then
   [[ " ${all_workloads[*]} " == *" $only "* ]] || { echo "bench.sh: unknown workload $only (one of: ${all_workloads[*]})" >&2; exit 2; }
@@ -170,6 +170,11 @@ END {
         printf "| %s | %s | %s B/doc (JSON %s B) | - | - | %s× JSON |\n", w, s, exnum(w, s, "bytes_per_doc"), exnum(w, s, "json_bytes_per_doc"), exnum(w, s, "ratio_to_json")
         continue
       }
+      if (w == "disk_bytes") {
+        d = exnum(w, "dotdb", "bytes") + 0; b = exnum(w, s, "bytes") + 0
+        printf "| %s | %s | %s B/doc on disk | - | - | %s (DotDB bytes / system bytes) |\n", w, s, exnum(w, s, "bytes_per_doc"), (b > 0 && d > 0 ? sprintf("%.2f", d / b) : "-")
+        continue
+      }
       printf "| %s | %s | %.0f | %s | %s | %s |\n", w, s, ops[w, s], fmt(p50[w, s]), fmt(p99[w, s]), (s == "dotdb" ? "1.00" : ratio(ops[w, "dotdb"], ops[w, s]))
     }
   }
@@ -243,7 +248,7 @@ if [[ -n $chart ]]; then
       want["durable_put_8c", 1] = 10; want["durable_put_8c", 2] = 3; want["durable_put_8c", 3] = 1
       for (k = 1; k <= n; k++) {
         w = order[k]
-        if (w == "shm_bytes_per_doc" || !((w, "dotdb") in ops)) continue
+        if (w == "shm_bytes_per_doc" || w == "disk_bytes" || !((w, "dotdb") in ops)) continue
         line = "\"" w (w in label ? "\\n(" label[w] ")" : "") "\""; any = 0
         for (m = 1; m <= 3; m++) {
           if (((w, peer[m]) in ops) && ops[w, peer[m]] > 0) { line = line " " ops[w, "dotdb"] / ops[w, peer[m]]; any = 1 }

@@ -111,6 +111,14 @@ typedef struct bench_system {
     int (*group_by)(void *h, char *out, size_t outlen, char *err);
     /* Bytes of the store's own memory per document (DotDB shared memory). */
     int (*mem_per_doc)(void *h, double *bytes, char *err);
+    /* restart / disk_bytes: make everything durable in the files of
+     * cfg->dir (DotDB: a checkpoint; SQLite: a WAL checkpoint; LMDB: a
+     * forced sync); *seconds and *bytes say what that took and wrote. */
+    int (*durable)(void *h, double *seconds, uint64_t *bytes, char *err);
+    /* restart: stop the server side (DotDB: the coordinator) after close,
+     * and start it again (returns once it serves). NULL: nothing to do. */
+    int (*stop)(const bench_cfg *cfg, char *err);
+    int (*start)(const bench_cfg *cfg, char *err);
 } bench_system;
 
 /* The driver's main: parse argv, run cfg.workload, print the result.

@@ -292,6 +292,35 @@ static int dd_mem_per_doc(void *h, double *bytes, char *err)
     return BENCH_OK;
 }
 
+/* A checkpoint: segments, manifest, the WAL it covers removed. */
+static int dd_durable(void *h, double *seconds, uint64_t *bytes, char *err)
+{
+    char *json = NULL;
+    int rc = dotdb_checkpoint(h, 0, NULL, &json, NULL);
+    if (rc != DOTDB_OK)
+        return fail(err, h, "dotdb_checkpoint", rc);
+    double s = json_number(json, "seconds"), b = json_number(json, "bytes");
+    *seconds = s > 0 ? s : 0;
+    *bytes = b > 0 ? (uint64_t)b : 0;
+    dotdb_free(json);
+    return BENCH_OK;
+}
+
+static int dd_stop(const bench_cfg *cfg, char *err)
+{
+    int rc = dotdb_coordinator_stop(cfg->dir, 120000);
+    return rc == DOTDB_OK ? BENCH_OK : fail(err, NULL, "dotdb_coordinator_stop", rc);
+}
+
+/* Returns once the coordinator accepts: the checkpoint is loaded and the
+ * WAL after it replayed. */
+static int dd_start(const bench_cfg *cfg, char *err)
+{
+    dotdb_options o = {.coordinator_path = cfg->coordinator, .connect_timeout_ms = 600000};
+    int rc = dotdb_coordinator_start(cfg->dir, NULL, &o);
+    return rc == DOTDB_OK ? BENCH_OK : fail(err, NULL, "dotdb_coordinator_start", rc);
+}
+
 static const bench_system dotdb_system = {
     .name = "dotdb",
     .prepare = dd_prepare,
@@ -306,6 +335,9 @@ static const bench_system dotdb_system = {
     .scan_filter = dd_scan_filter,
     .group_by = dd_group_by,
     .mem_per_doc = dd_mem_per_doc,
+    .durable = dd_durable,
+    .stop = dd_stop,
+    .start = dd_start,
 };
 
 int main(int argc, char **argv)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include "bench.h"
@@ -203,6 +204,19 @@ static int lm_rmw(void *h, const bench_doc *d, uint64_t *sink, char *err)
     return rc == 0 ? BENCH_OK : fail(err, "mdb_txn_commit", rc);
 }
 
+/* A forced sync of the map. */
+static int lm_durable(void *h, double *seconds, uint64_t *bytes, char *err)
+{
+    lm *l = h;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int rc = mdb_env_sync(l->env, 1);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    *seconds = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    *bytes = 0;
+    return rc == 0 ? BENCH_OK : fail(err, "mdb_env_sync", rc);
+}
+
 static const bench_system lmdb_system = {
     .name = "lmdb",
     .prepare = lm_prepare,
@@ -213,7 +227,7 @@ static const bench_system lmdb_system = {
     .get_json = lm_get_json,
     .put = lm_put,
     .put_batch = lm_put_batch,
-    .rmw = lm_rmw,
+    .rmw = lm_rmw,    .durable = lm_durable,
 };
 
 int main(int argc, char **argv)

@@ -27,12 +27,14 @@
  * Writes replace existing documents (ids drawn from the loaded key space)
  * with another variant of the document, so the data set keeps its size.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +47,7 @@
 #define SCAN_MIN_RUNS 3
 #define SCAN_MAX_RUNS 50
 
-enum wl_kind { WL_LOAD, WL_MEM, WL_READ, WL_GET, WL_SCAN, WL_GROUP, WL_PUT, WL_BATCH, WL_MIX };
+enum wl_kind { WL_LOAD, WL_MEM, WL_DISK, WL_RESTART, WL_READ, WL_GET, WL_SCAN, WL_GROUP, WL_PUT, WL_BATCH, WL_MIX };
 enum op_kind { OP_READ = 0, OP_UPDATE = 1, OP_RMW = 2 };
 
 typedef struct workload {
@@ -61,6 +63,8 @@ typedef struct workload {
 static const workload workloads[] = {
     {"load", WL_LOAD, 1, BENCH_SYNC_NORMAL, 0, 0, OP_UPDATE},
     {"shm_bytes_per_doc", WL_MEM, 1, BENCH_SYNC_NORMAL, 0, 0, OP_UPDATE},
+    {"disk_bytes", WL_DISK, 1, BENCH_SYNC_NORMAL, 0, 0, OP_UPDATE},
+    {"restart", WL_RESTART, 1, BENCH_SYNC_NORMAL, 0, 0, OP_UPDATE},
     {"point_read_1p", WL_READ, 1, BENCH_SYNC_NORMAL, 0, 1, OP_UPDATE},
     {"point_read_2p", WL_READ, 2, BENCH_SYNC_NORMAL, 0, 1, OP_UPDATE},
     {"get_json_1p", WL_GET, 1, BENCH_SYNC_NORMAL, 0, 1, OP_UPDATE},
@@ -179,6 +183,88 @@ static int run_load(client *c, client_report *rep)
     rep->seconds = (double)in_calls / 1e9;
     batch_free(&b);
     return rc;
+}
+
+/* Bytes the files under path occupy (allocated blocks; logs, sockets and
+ * locks are not data). */
+static uint64_t du(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (S_ISREG(st.st_mode)) {
+        const char *b = strrchr(path, '/');
+        b = b ? b + 1 : path;
+        if (strcmp(b, "dotdbd.log") == 0 || strcmp(b, "dotdb.lock") == 0 ||
+            strcmp(b, "stats.json") == 0 || strcmp(b, "lock.mdb") == 0)
+            return 0;
+        return (uint64_t)st.st_blocks * 512;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    uint64_t n = 0;
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        n += du(p);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* disk_bytes: durable first, then the files' size per document. */
+static int run_disk(client *c, client_report *rep)
+{
+    if (!c->sys->durable)
+        return missing(rep, "disk_bytes (files outside --dir)");
+    double s;
+    uint64_t b;
+    int rc = c->sys->durable(c->h, &s, &b, rep->err);
+    if (rc != BENCH_OK)
+        return rc;
+    rep->mem_bytes = (double)du(c->cfg->dir);
+    rep->seconds = s;
+    rep->count = b;
+    return BENCH_OK;
+}
+
+/* restart: durable, close, stop; then start, open and read one document:
+ * the time from the start to that read is what a user waits for. */
+static int run_restart(client *c, client_report *rep)
+{
+    if (!c->sys->durable || !c->sys->read)
+        return missing(rep, "restart (the server is restarted by bench.sh only)");
+    double ckpt_s;
+    uint64_t ckpt_bytes;
+    int rc = c->sys->durable(c->h, &ckpt_s, &ckpt_bytes, rep->err);
+    if (rc != BENCH_OK)
+        return rc;
+    c->sys->close(c->h);
+    c->h = NULL;
+    if (c->sys->stop && (rc = c->sys->stop(c->cfg, rep->err)) != BENCH_OK)
+        return rc;
+    char id[BENCH_ID_LEN + 1];
+    gen_id(c->cfg->records / 2, id);
+    uint64_t t0 = now_ns(), sink = 0;
+    if (c->sys->start && (rc = c->sys->start(c->cfg, rep->err)) != BENCH_OK)
+        return rc;
+    if ((rc = c->sys->open(c->cfg, &c->h, rep->err)) != BENCH_OK)
+        return rc;
+    if ((rc = c->sys->read(c->h, id, &sink, rep->err)) != BENCH_OK)
+        return rc;
+    uint64_t dt = now_ns() - t0;
+    hist_add(&rep->lat, dt);
+    rep->ops = c->cfg->records;
+    rep->seconds = (double)dt / 1e9;
+    rep->mem_bytes = ckpt_s;
+    rep->count = ckpt_bytes;
+    rep->sink = sink;
+    return BENCH_OK;
 }
 
 static int run_mem(client *c, client_report *rep)
@@ -360,6 +446,8 @@ static void client_main(client *c, int ready_fd, int go_fd, int out_fd)
         switch (c->wl->kind) {
         case WL_LOAD: rc = run_load(c, rep); break;
         case WL_MEM: rc = run_mem(c, rep); break;
+        case WL_DISK: rc = run_disk(c, rep); break;
+        case WL_RESTART: rc = run_restart(c, rep); break;
         case WL_SCAN:
         case WL_GROUP: rc = run_query(c, rep); break;
         default: rc = run_timed(c, rep); break;
@@ -404,6 +492,19 @@ static void print_result(const bench_cfg *cfg, const bench_system *sys, const wo
                  sum->mem_bytes, sum->json_bytes, sum->mem_bytes / sum->json_bytes);
         printf("RESULT %s %s null null null %s\n", wl->name, sys->name, extra);
         return;
+    case WL_DISK:
+        snprintf(extra, sizeof extra,
+                 "{\"bytes\":%.0f,\"bytes_per_doc\":%.1f,\"durable_seconds\":%.3f}",
+                 sum->mem_bytes, sum->mem_bytes / (double)cfg->records, sum->seconds);
+        printf("RESULT %s %s null null null %s\n", wl->name, sys->name, extra);
+        return;
+    case WL_RESTART:
+        snprintf(extra, sizeof extra,
+                 "{\"restart_seconds\":%.3f,\"checkpoint_seconds\":%.3f,\"checkpoint_bytes\":%llu,"
+                 "\"checkpoint_mb_per_s\":%.1f}",
+                 sum->seconds, sum->mem_bytes, (unsigned long long)sum->count,
+                 sum->mem_bytes > 0 ? (double)sum->count / 1048576.0 / sum->mem_bytes : 0.0);
+        break;
     case WL_SCAN:
         snprintf(extra, sizeof extra, "{\"check\":\"%llu\",\"runs\":%llu,\"docs_per_sec\":%.0f}",
                  (unsigned long long)sum->count, (unsigned long long)sum->ops,
@@ -510,6 +611,7 @@ static int run_workload(const bench_cfg *cfg, const bench_system *sys, const wor
         sum->ops += rep->ops;
         sum->sink += rep->sink;
         sum->mem_bytes = rep->mem_bytes;
+        sum->seconds = rep->seconds;
         sum->json_bytes = rep->json_bytes;
         sum->count = rep->count;
         memcpy(sum->check, rep->check, sizeof sum->check);
