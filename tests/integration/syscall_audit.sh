@@ -24,7 +24,8 @@ trap 'kill %1 2>/dev/null; rm -rf "$TMP"' EXIT
 mkdir -p "$DB/system"
 printf '{"storage": {"segment_size": "1MB", "sync_mode": "full"}}\n' >"$DB/system/config.json"
 
-strace -f -y -qq -o "$TMP/trace" \
+# LeakSanitizer cannot run under ptrace: no leak check in this one
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -y -qq -o "$TMP/trace" \
     -e trace=openat,write,pwrite64,fdatasync,fsync,rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat \
     "$DOTDBD" --db "$DB" --foreground 2>/dev/null &
 for _ in $(seq 200); do "$DOTDB" --db "$DB" --no-autostart collections >/dev/null 2>&1 && break; sleep 0.05; done
