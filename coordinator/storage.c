@@ -181,6 +181,23 @@ static void ckpt_fn(void *arg)
 static void backup_fn(void *arg);
 static int start_backup(storage *st, st_job *j);
 
+/* Fill j as a checkpoint of the published state (what start and
+ * storage_checkpoint_now share).  DOTDB_ENOMEM copying the manifest. */
+static int fill_checkpoint(storage *st, st_job *j, int force, const char *only)
+{
+    j->kind = JOB_CHECKPOINT;
+    ckpt_job *ck = &j->ck;
+    ck->base = region_base(engine_region(st->eng));
+    ck->lsn = engine_published_lsn(st->eng);
+    ck->dir = st->dir;
+    ck->codec = st->cfg->compression == COMP_LZ4 ? SEG_CODEC_LZ4 : SEG_CODEC_NONE;
+    ck->segment_size = st->cfg->segment_size;
+    ck->force = force;
+    snprintf(ck->only, sizeof ck->only, "%s", only ? only : "");
+    ck->now_ms = wall_ms();
+    return manifest_copy(&st->mf, &ck->prev);
+}
+
 /* Start generation gen: a checkpoint (then, with dest, a backup). */
 static void start(storage *st, uint64_t gen, int force, const char *only, const char *dest)
 {
@@ -214,17 +231,7 @@ static void start(storage *st, uint64_t gen, int force, const char *only, const 
         job_free(j);
         return;
     }
-    j->kind = JOB_CHECKPOINT;
-    ckpt_job *ck = &j->ck;
-    ck->base = region_base(engine_region(st->eng));
-    ck->lsn = lsn;
-    ck->dir = st->dir;
-    ck->codec = st->cfg->compression == COMP_LZ4 ? SEG_CODEC_LZ4 : SEG_CODEC_NONE;
-    ck->segment_size = st->cfg->segment_size;
-    ck->force = force;
-    snprintf(ck->only, sizeof ck->only, "%s", only ? only : "");
-    ck->now_ms = wall_ms();
-    if (manifest_copy(&st->mf, &ck->prev) != DOTDB_OK) {
+    if (fill_checkpoint(st, j, force, only) != DOTDB_OK) {
         complete(st, gen, DOTDB_ENOMEM, "out of memory");
         job_free(j);
         return;
@@ -397,19 +404,12 @@ int storage_checkpoint_now(storage *st, char *err, size_t errlen)
         job_free(j);
         return rc;
     }
-    j->kind = JOB_CHECKPOINT;
     j->gen = ++st->next_gen;
-    ckpt_job *ck = &j->ck;
-    ck->base = region_base(engine_region(st->eng));
-    ck->lsn = engine_published_lsn(st->eng);
-    ck->dir = st->dir;
-    ck->codec = st->cfg->compression == COMP_LZ4 ? SEG_CODEC_LZ4 : SEG_CODEC_NONE;
-    ck->segment_size = st->cfg->segment_size;
-    ck->now_ms = wall_ms();
-    if (manifest_copy(&st->mf, &ck->prev) != DOTDB_OK) {
+    if (fill_checkpoint(st, j, 0, NULL) != DOTDB_OK) {
         job_free(j);
         return DOTDB_ENOMEM;
     }
+    ckpt_job *ck = &j->ck;
     ckpt_run(ck);
     rc = ck->rc;
     if (rc != DOTDB_OK)

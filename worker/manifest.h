@@ -78,7 +78,7 @@ void manifest_free(manifest *m);
 /* The entry for a collection name, or NULL. */
 const mf_coll *manifest_find(const manifest *m, const char *name);
 
-/* Append a collection (deep copy of c's segments when keep_segs). */
+/* Append a copy of c (its segment array copied too). */
 int manifest_add(manifest *m, const mf_coll *c);
 
 #endif /* DOTDB_MANIFEST_H */

@@ -343,12 +343,9 @@ Test(crash, kill9_during_checkpoints_keeps_exactly_the_acknowledged_writes, .tim
 
 /* ---- damage ---- */
 
-static long find_block_offset(const char *path)
-{
-    /* the first block header follows the 64-byte segment header */
-    (void)path;
-    return 64 + 40; /* inside the first block's payload */
-}
+/* Inside the first block's payload: blocks start after the 64-byte
+ * segment header, payloads after their 32-byte block header. */
+#define FIRST_BLOCK_PAYLOAD_BYTE (64 + 40)
 
 Test(storage, a_flipped_byte_in_a_segment_stops_start_up_naming_file_and_offset, .timeout = 60)
 {
@@ -367,7 +364,7 @@ Test(storage, a_flipped_byte_in_a_segment_stops_start_up_naming_file_and_offset,
     snprintf(seg, sizeof seg, "%s/collections/users/data/segment_001.db", c.dir);
     int fd = open(seg, O_RDWR);
     cr_assert_geq(fd, 0);
-    long off = find_block_offset(seg);
+    long off = FIRST_BLOCK_PAYLOAD_BYTE;
     uint8_t b;
     cr_assert_eq(pread(fd, &b, 1, off), 1);
     b ^= 0x10;
