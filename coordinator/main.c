@@ -444,6 +444,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "dotdbd: %s\n", err);
         goto fail;
     }
+    /* zeros reserved ahead of the log: an fdatasync after an append then
+     * commits no size change (docs/PERFORMANCE.md, durable_put_8c) */
+    wal_set_preallocate(log, WAL_PREALLOC_STEP);
     replay_ctx rctx = {.e = eng};
     wal_replay_info info;
     rc = wal_replay(log, engine_applied_lsn(eng), replay_one, &rctx, &info, err, sizeof err);

@@ -68,7 +68,11 @@ struct wal {
     uint64_t segment_size;
     uint64_t segno;          /* current segment */
     uint64_t first_segno;    /* oldest segment file (segments first..segno exist) */
-    uint64_t seg_bytes;      /* size of the current segment file */
+    uint64_t seg_bytes;      /* bytes of records (and header) in the current segment */
+    uint64_t phys_bytes;     /* its file size: seg_bytes plus preallocated zeros */
+    uint64_t prealloc;       /* preallocation step, 0 = off (wal_set_preallocate) */
+    bool prealloc_off_seg;   /* preallocation failed in the current segment */
+    uint64_t new_phys;       /* seg_create: the new file's size */
     uint64_t total_bytes;    /* size of all segment files */
     uint64_t unsynced_bytes; /* written to the current segment since its last fdatasync */
     uint64_t last_lsn;       /* last appended, buffered or written */
@@ -318,6 +322,61 @@ void wal_close(wal *w)
     free(w);
 }
 
+/* ---- preallocation --------------------------------------------------------------- */
+
+void wal_set_preallocate(wal *w, uint64_t step)
+{
+    w->prealloc = step;
+}
+
+/* Make the current segment's file at least `need` bytes long with zeros
+ * reserved ahead of the records (one step, capped at segment_size), so
+ * that the fdatasync after an append no longer commits a file-size change
+ * through the file system's journal.  Best effort: when fallocate fails
+ * (ENOSPC, EFBIG, no support) records are appended as without it, and the
+ * file is no longer than fstat says (a failed fallocate may still have
+ * reserved part of the range). */
+static void prealloc_fd(wal *w, int fd, uint64_t *phys, uint64_t need)
+{
+    if (w->prealloc == 0 || need <= *phys)
+        return;
+    uint64_t cap = w->segment_size > need ? w->segment_size : need;
+    uint64_t target = need + w->prealloc < cap ? need + w->prealloc : cap;
+    if (target <= *phys)
+        return;
+    if (fallocate(fd, 0, (off_t)*phys, (off_t)(target - *phys)) == 0) {
+        *phys = target;
+        return;
+    }
+    int e = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > *phys)
+        *phys = (uint64_t)st.st_size;
+    if (e == EOPNOTSUPP || e == ENOSYS)
+        w->prealloc = 0; /* this file system cannot: stop asking */
+    else
+        w->prealloc_off_seg = true; /* ENOSPC and the like: again in the next segment */
+}
+
+static void prealloc_reserve(wal *w, uint64_t need)
+{
+    if (!w->prealloc_off_seg)
+        prealloc_fd(w, w->fd, &w->phys_bytes, need);
+}
+
+/* Before a segment is sealed: give back the zeros reserved past its last
+ * record, so that only the last segment ever ends in preallocated space
+ * (replay relies on it).  The fdatasync that seals it makes this durable. */
+static int prealloc_trim(wal *w)
+{
+    if (w->phys_bytes <= w->seg_bytes)
+        return 0;
+    if (ftruncate(w->fd, (off_t)w->seg_bytes) != 0)
+        return errno;
+    w->phys_bytes = w->seg_bytes;
+    return 0;
+}
+
 /* ---- segment creation ------------------------------------------------------- */
 
 static void seg_header(uint8_t h[WAL_SEG_HDR_SIZE], uint64_t segno)
@@ -330,10 +389,13 @@ static void seg_header(uint8_t h[WAL_SEG_HDR_SIZE], uint64_t segno)
 }
 
 /* Create segment segno, header durable and directory entry durable, and
- * return its descriptor (positioned after the header) in *fd_out. */
+ * return its descriptor (positioned after the header) in *fd_out; its file
+ * size (preallocated zeros included) is left in w->new_phys. */
 static int seg_create(wal *w, uint64_t segno, int *fd_out, char *err, size_t errlen)
 {
     *fd_out = -1;
+    w->prealloc_off_seg = false;
+    w->new_phys = WAL_SEG_HDR_SIZE;
     char name[WAL_NAME_MAX];
     uint8_t h[WAL_SEG_HDR_SIZE];
     seg_name(segno, name);
@@ -355,6 +417,10 @@ static int seg_create(wal *w, uint64_t segno, int *fd_out, char *err, size_t err
             w->failed = true;
         return rc;
     }
+    /* Only once the header is durable: a file longer than a header is never
+     * taken for a torn creation, so its header must be good by then.  The
+     * new size becomes durable with the first record's fdatasync. */
+    prealloc_fd(w, fd, &w->new_phys, WAL_SEG_HDR_SIZE + 1);
     *fd_out = fd;
     return DOTDB_OK;
 }
@@ -442,6 +508,9 @@ static int rotate(wal *w, struct write_mark *m, char *err, size_t errlen)
 {
     char name[WAL_NAME_MAX];
     seg_name(w->segno, name);
+    int e = prealloc_trim(w);
+    if (e != 0)
+        return sys_fail(w, err, errlen, io_code(e), e, "cannot trim the preallocated end of", name);
     if (fdatasync(w->fd) != 0) {
         w->failed = true;
         return sys_fail(w, err, errlen, DOTDB_EIO, errno, "fdatasync failed on", name);
@@ -458,6 +527,7 @@ static int rotate(wal *w, struct write_mark *m, char *err, size_t errlen)
     w->fd = fd;
     w->segno++;
     w->seg_bytes = WAL_SEG_HDR_SIZE;
+    w->phys_bytes = w->new_phys;
     w->total_bytes += WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
 }
@@ -473,6 +543,7 @@ static int write_records(wal *w, struct write_mark *m, char *err, size_t errlen)
                 return rc;
             continue;
         }
+        prealloc_reserve(w, w->seg_bytes + n);
         int e = write_all(w->fd, w->buf + pos, n);
         if (e != 0) {
             char name[WAL_NAME_MAX];
@@ -511,7 +582,7 @@ static void rollback(wal *w, struct write_mark *m, char *err, size_t errlen)
         w->fd = m->fd0;
         w->segno = m->segno;
     }
-    w->seg_bytes = m->seg_bytes;
+    w->seg_bytes = w->phys_bytes = m->seg_bytes; /* the preallocated end went too */
     w->total_bytes = m->total_bytes;
     w->unsynced_bytes = 0; /* the fdatasync above covered the whole segment */
     if (e != 0) {
@@ -985,15 +1056,41 @@ static int map_segment(const struct replay *r, int fd, const char *name, uint64_
     return DOTDB_OK;
 }
 
-/* Make fd (the last segment, good up to `end`) the one appends go to. */
-static int adopt_last(struct replay *r, int fd, uint64_t segno, uint64_t end, const char *name)
+/* Make fd (the last segment, good up to `end`, `phys` bytes long) the one
+ * appends go to. */
+static int adopt_last(struct replay *r, int fd, uint64_t segno, uint64_t end, uint64_t phys,
+                      const char *name)
 {
     if (lseek(fd, (off_t)end, SEEK_SET) != (off_t)end)
         return sys_fail(r->w, r->err, r->errlen, DOTDB_EOS, errno, "cannot seek in", name);
     r->w->fd = fd;
     r->w->segno = segno;
     r->w->seg_bytes = end;
+    r->w->phys_bytes = phys;
     return DOTDB_OK;
+}
+
+/* Are the n bytes at p all zero?  A word at a time: a preallocated
+ * segment's tail is tens of megabytes. */
+static bool all_zero(const uint8_t *p, uint64_t n)
+{
+    uint64_t i = 0;
+    for (; i < n && ((uintptr_t)(p + i) & 7u) != 0; i++)
+        if (p[i] != 0)
+            return false;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t a, b, c, d;
+        memcpy(&a, p + i, 8);
+        memcpy(&b, p + i + 8, 8);
+        memcpy(&c, p + i + 16, 8);
+        memcpy(&d, p + i + 24, 8);
+        if ((a | b | c | d) != 0)
+            return false;
+    }
+    for (; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
 }
 
 /* Is there a good record anywhere after a bad one at `from`?  Then the bad
@@ -1028,7 +1125,7 @@ static int replay_segment(struct replay *r, uint64_t segno, bool is_last)
     char name[WAL_NAME_MAX], whybuf[96];
     const char *why = NULL;
     const uint8_t *map = NULL;
-    uint64_t size = 0, stop = 0;
+    uint64_t size = 0, stop = 0, phys = 0;
     seg_name(segno, name);
     int fd = openat(r->w->dir_fd, name, (is_last && !r->w->check_only ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0)
@@ -1044,7 +1141,15 @@ static int replay_segment(struct replay *r, uint64_t segno, bool is_last)
     rc = scan_records(r, map, size, &stop, &why, whybuf, sizeof whybuf);
     if (rc != DOTDB_OK || why == NULL)
         goto out;
-    if (!is_last || r->last_is_sealed || good_record_after(r, map, size, stop)) {
+    /* Zeros from the last record to the end are the space the writer
+     * reserved ahead of itself: the normal end of the last segment (sealed
+     * segments are trimmed before their final fdatasync). */
+    bool zero_tail = all_zero(map + stop, size - stop);
+    if (zero_tail && is_last && !r->last_is_sealed) {
+        phys = size;
+        goto out;
+    }
+    if (!is_last || r->last_is_sealed || zero_tail || good_record_after(r, map, size, stop)) {
         msg_set(r->err, r->errlen, "%s/%s: corrupt record at offset %" PRIu64
                 " (%s) before the end of the log", r->w->dir, name, stop, why);
         rc = DOTDB_ECORRUPT;
@@ -1065,7 +1170,8 @@ out:
         munmap((void *)map, (size_t)size); /* a valid mapping: cannot fail */
     if (rc == DOTDB_OK) {
         r->w->total_bytes += stop;
-        if (is_last && !r->w->check_only && (rc = adopt_last(r, fd, segno, stop, name)) == DOTDB_OK)
+        if (is_last && !r->w->check_only &&
+            (rc = adopt_last(r, fd, segno, stop, phys > stop ? phys : stop, name)) == DOTDB_OK)
             fd = -1;
     }
     close_synced(fd);
@@ -1083,6 +1189,7 @@ static int start_log(struct replay *r)
     r->w->fd = fd;
     r->w->segno = r->w->first_segno = segno;
     r->w->seg_bytes = WAL_SEG_HDR_SIZE;
+    r->w->phys_bytes = r->w->new_phys;
     r->w->total_bytes = WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
 }

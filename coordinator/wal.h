@@ -23,6 +23,13 @@
  *                      of the padding
  * All little endian.
  *
+ * The last segment may end in zeros: the writer reserves space ahead of
+ * its records (wal_set_preallocate) so that an fdatasync after an append
+ * does not also commit a change of the file's size.  A segment is trimmed
+ * to its last record before it is sealed, so zeros after the last record
+ * are the normal end of the last segment only; in a sealed segment they
+ * are damage like any other bad record.
+ *
  * Recovery (wal_replay) reads the segments in order and hands each good
  * record to a callback.  It stops at the first record that is short (file
  * ends inside it), has a bad checksum, a zero type, a length over the limit
@@ -73,6 +80,8 @@
 /* Largest LSN a record may carry: UINT64_MAX is the engine's "newest"
  * sentinel (end_lsn, drop_lsn) and would have no successor. */
 #define WAL_LSN_MAX (UINT64_MAX - 1)
+/* The coordinator's preallocation step (wal_set_preallocate). */
+#define WAL_PREALLOC_STEP (16u << 20)
 
 typedef struct wal wal;
 
@@ -122,6 +131,15 @@ int wal_replay(wal *w, uint64_t after_lsn, wal_apply_fn fn, void *ctx, wal_repla
  * tail is DOTDB_ECORRUPT naming the file and offset. */
 int wal_check(const char *dir, uint64_t after_lsn, wal_replay_info *info, char *err,
               size_t errlen);
+
+/* Reserve `step` bytes of zeros at a time ahead of the records of the
+ * current segment (fallocate), never past segment_size unless one record
+ * needs more; 0 (the default) appends as the file grows.  Call before
+ * wal_replay so the segment it leaves open is covered too.  Best effort: a
+ * file system without fallocate, a full disk or a file-size limit just
+ * means appending.  The zeros cost disk space up to segment_size, not
+ * time: sealed segments are trimmed to their records. */
+void wal_set_preallocate(wal *w, uint64_t step);
 
 /* Buffer one record.  lsn must be last appended + 1 and type nonzero, after
  * wal_replay (assert; DOTDB_EINVAL in builds without asserts), and at most
@@ -194,7 +212,8 @@ uint64_t wal_written_lsn(const wal *w);
 /* Bytes written and not yet synced (rotation syncs the segments it leaves,
  * so this counts the current segment only). */
 uint64_t wal_unsynced_bytes(const wal *w);
-/* Total bytes in all segment files. */
+/* Total bytes of records and headers in all segment files (preallocated
+ * zeros not counted). */
 uint64_t wal_total_bytes(const wal *w);
 /* Current segment number. */
 uint64_t wal_current_segno(const wal *w);

@@ -517,10 +517,14 @@ Test(wal, flipped_byte_in_last_record_stops_replay_there)
     free(bytes);
 }
 
-Test(wal, zero_filled_tail_is_truncated)
+/* Zeros after the last record are the space a writer reserved ahead of
+ * itself (wal_set_preallocate): the normal end of the last segment, kept,
+ * with no warning, and the next records go right after the last one. */
+Test(wal, zero_filled_tail_is_the_normal_end_of_the_last_segment)
 {
     wal_replay_info info;
     struct seen s = {0};
+    char err[512];
     wal *w = open_replay(1 << 20, 0, &info, &s);
     log_range(w, 1, 3);
     long good = file_size(1);
@@ -532,10 +536,115 @@ Test(wal, zero_filled_tail_is_truncated)
     write_seg(1, b, len + 4096);
     w = open_replay(1 << 20, 0, &info, &s);
     assert_lsns(&s, 1, 3);
-    cr_assert_eq(info.truncated_bytes, 4096);
-    cr_assert_eq(file_size(1), good);
+    cr_assert_eq(info.truncated_bytes, 0);
+    cr_assert_str_empty(info.warning);
+    cr_assert_eq(file_size(1), good + 4096, "the reserved space is kept");
+    cr_assert_eq(wal_current_bytes(w), (uint64_t)good);
+    log_range(w, 4, 6);
+    cr_assert_eq(file_size(1), good + 4096, "records overwrite the zeros");
+    wal_close(w);
+    /* and a check of the live log reports nothing */
+    cr_assert_eq(wal_check(g_dir, 0, &info, err, sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_str_empty(info.warning);
+    cr_assert_eq(info.last_lsn, 6);
+    memset(&s, 0, sizeof s);
+    w = open_replay(1 << 20, 0, &info, &s);
+    assert_lsns(&s, 1, 6);
+    cr_assert_str_empty(info.warning);
     wal_close(w);
     free(b);
+}
+
+/* A record torn inside the reserved space (part of it written, zeros
+ * after) is a torn tail like any other: cut, with a warning. */
+Test(wal, torn_record_in_reserved_space_is_cut)
+{
+    wal_replay_info info;
+    struct seen s = {0};
+    wal *w = open_replay(1 << 20, 0, &info, &s);
+    log_range(w, 1, 4);
+    long good3 = 32;
+    for (uint64_t l = 1; l <= 3; l++)
+        good3 += (long)rec_size_of(l);
+    wal_close(w);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    b = realloc(b, len + 8192);
+    memset(b + len, 0, 8192);
+    memset(b + good3 + 20, 0, len - (size_t)good3 - 20); /* record 4 lost after 20 bytes */
+    write_seg(1, b, len + 8192);
+    w = open_replay(1 << 20, 0, &info, &s);
+    assert_lsns(&s, 1, 3);
+    char want[64];
+    snprintf(want, sizeof want, "offset %ld", good3);
+    cr_assert(strstr(info.warning, want) != NULL, "%s", info.warning);
+    cr_assert_eq(file_size(1), good3);
+    wal_close(w);
+    free(b);
+}
+
+/* Only the last segment may end in zeros: a sealed one was trimmed to its
+ * records before its final fdatasync, so zeros there mean lost records. */
+Test(wal, zero_tail_in_a_sealed_segment_is_corrupt)
+{
+    static const uint64_t a[] = {1, 2}, b2[] = {3};
+    char err[512];
+    craft_segment(1, a, 2);
+    craft_segment(2, b2, 1);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    b = realloc(b, len + 64);
+    memset(b + len, 0, 64);
+    write_seg(1, b, len + 64);
+    free(b);
+    replay_fails(1 << 20, DOTDB_ECORRUPT, err, sizeof err);
+    cr_assert(strstr(err, "wal_000001.log") != NULL, "%s", err);
+    char want[64];
+    snprintf(want, sizeof want, "offset %zu", len);
+    cr_assert(strstr(err, want) != NULL, "%s", err);
+}
+
+/* With preallocation the current segment is reserved ahead in steps, never
+ * past segment_size; a sealed segment is trimmed to its records; the byte
+ * counts never include the zeros; a restart finds every record. */
+Test(wal, preallocation_reserves_ahead_and_trims_sealed_segments)
+{
+    wal *w = NULL;
+    wal_replay_info info;
+    struct seen s = {0};
+    char err[512];
+    const uint64_t seg = 64 << 10, step = 16 << 10;
+    cr_assert_eq(wal_open(g_dir, seg, &w, err, sizeof err), DOTDB_OK, "%s", err);
+    wal_set_preallocate(w, step);
+    cr_assert_eq(wal_replay(w, 0, collect, &s, &info, err, sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_eq(file_size(1), (long)(32 + 1 + step), "a new segment is reserved at once");
+    uint64_t lsn = 1;
+    while (wal_current_segno(w) == 1) {
+        log_range(w, lsn, lsn + 9);
+        lsn += 10;
+        if (wal_current_segno(w) == 1) {
+            long fs = file_size(1);
+            cr_assert_geq(fs, (long)wal_current_bytes(w));
+            cr_assert_leq(fs, (long)seg, "never reserved past segment_size");
+        }
+    }
+    cr_assert_eq(wal_current_segno(w), 2);
+    /* segment 1 sealed: exactly its records */
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    free(b);
+    cr_assert_eq(file_size(1), (long)len);
+    cr_assert_eq(wal_total_bytes(w), (uint64_t)file_size(1) + wal_current_bytes(w));
+    cr_assert_gt(file_size(2), (long)wal_current_bytes(w), "the new segment has zeros ahead");
+    uint64_t last = lsn - 1;
+    wal_close(w);
+    memset(&s, 0, sizeof s);
+    w = open_replay(seg, 0, &info, &s);
+    assert_lsns(&s, 1, last);
+    cr_assert_str_empty(info.warning);
+    cr_assert_eq(wal_check(g_dir, 0, &info, err, sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_str_empty(info.warning);
+    wal_close(w);
 }
 
 Test(wal, bad_record_in_earlier_segment_is_corrupt)
@@ -742,6 +851,8 @@ static void sweep_case(const uint8_t *bytes, size_t full, const size_t *rec_off,
         hit--;
     /* only a flipped bit leaves the records after it intact */
     int good_after = kind == D_FLIP && hit < nrec - 1;
+    /* zeros from a record's start on: reserved space, kept as it is */
+    int zero_end = kind == D_ZERO && off == rec_off[hit];
     wal *w = NULL;
     wal_replay_info info;
     struct seen s = {0};
@@ -759,11 +870,17 @@ static void sweep_case(const uint8_t *bytes, size_t full, const size_t *rec_off,
         cr_assert_eq(s.bad, 0);
         cr_assert_eq(s.n, (size_t)hit, "kind %d at %zu: the records before the damage are "
                      "replayed (%zu)", kind, off, s.n);
-        if (len > rec_off[hit]) {
-            cr_assert(strstr(info.warning, want) != NULL, "kind %d at %zu: %s", kind, off, info.warning);
-            (*cut_cases)++;
+        if (zero_end) {
+            cr_assert_str_empty(info.warning, "kind %d at %zu: %s", kind, off, info.warning);
+            cr_assert_eq(file_size(1), (long)len);
+        } else {
+            if (len > rec_off[hit]) {
+                cr_assert(strstr(info.warning, want) != NULL, "kind %d at %zu: %s", kind, off,
+                          info.warning);
+                (*cut_cases)++;
+            }
+            cr_assert_eq(file_size(1), (long)rec_off[hit]);
         }
-        cr_assert_eq(file_size(1), (long)rec_off[hit]);
     }
     wal_close(w);
     free(b);
