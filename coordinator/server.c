@@ -6,12 +6,15 @@
  * each batch at once (unpublished, so invisible) and append it to the WAL
  * buffer; the prepare watcher, which libev runs once per loop turn right
  * before it would block, writes everything buffered in one write().  In
- * sync_mode full it then hands one fdatasync to a worker thread (worker/)
- * and goes on serving; when the worker reports back (ev_async) the
- * coordinator publishes every batch the sync covered and acknowledges
- * them.  Batches that arrive meanwhile are applied and written, and the
- * next sync covers them all: N clients writing at once cost one fdatasync,
- * not N, and the loop never blocks on the disk.
+ * sync_mode full it then fdatasyncs right there, publishes every batch the
+ * sync covered and acknowledges them; requests that arrived meanwhile wait
+ * in their sockets and form the next group: N clients writing at once cost
+ * one fdatasync, not N.  Only the loop thread is held: readers work in
+ * shared memory and never wait for it.  When an fdatasync takes longer than
+ * SLOW_SYNC_NS (a stalling disk) the next ones go to worker threads
+ * instead, up to two in flight, reported back through ev_async, so the
+ * loop keeps accepting, answering stats and applying batches meanwhile;
+ * the choice is measured in docs/PERFORMANCE.md.
  *
  * Responses on a connection leave in request order: every request's
  * response is queued on its session and the queue is flushed after the
@@ -45,6 +48,11 @@
 
 #define READ_CHUNK (256u * 1024u)
 #define SYNCS_IN_FLIGHT 2
+/* An fdatasync on the loop thread slower than this sends the next
+ * SLOW_SYNC_OFFLOAD ones to workers, so that a stalling disk does not
+ * stall accepting, stats and timeouts with it. */
+#define SLOW_SYNC_NS (20u * 1000u * 1000u)
+#define SLOW_SYNC_OFFLOAD 128u
 #define MAX_OUTPUT (256u * 1024u * 1024u) /* a client that never reads is dropped */
 
 typedef struct response {
@@ -106,6 +114,8 @@ typedef struct server {
     char fail_reason[600];
     uint64_t last_sync_ns;
     uint64_t groups, batches, syncs;
+    uint64_t syncs_inline;  /* of which on the loop thread */
+    unsigned offload_left;  /* syncs still to hand to workers after a slow one */
     uint64_t ousted;        /* snapshots expired by max_snapshot_age */
     uint64_t frame_timeouts; /* connections closed by frame_timeout_ms */
     int accept_paused;      /* out of descriptors: accept again at the next tick */
@@ -301,6 +311,8 @@ static struct sync_slot *sync_slot_at(server *srv, unsigned k)
     return &srv->sync_slots[(srv->sync_head + k) % SYNCS_IN_FLIGHT];
 }
 
+static void finish_syncs(server *srv);
+
 /* Start an fdatasync on a worker if one is wanted: something written is
  * not covered by a sync in flight, and fewer than SYNCS_IN_FLIGHT run. */
 static void start_sync(server *srv)
@@ -331,6 +343,22 @@ static void start_sync(server *srv)
     srv->last_sync_ns = rdr_now_ns();
     sl->done = 0;
     srv->syncing++;
+    if (srv->syncing == 1 && srv->a->cfg->sync_mode == SYNC_FULL && srv->offload_left == 0) {
+        /* Every writer is waiting for this sync: run it right here, as a
+         * single-threaded server would.  The two thread hand-offs it saves
+         * (~25-30 µs each on this machine) are a fifth of a durable put,
+         * and the requests that arrive meanwhile wait in their sockets and
+         * form the next group.  Readers never need this thread. */
+        srv->syncs_inline++;
+        wal_sync_run(&sl->ticket);
+        if (rdr_now_ns() - srv->last_sync_ns > SLOW_SYNC_NS)
+            srv->offload_left = SLOW_SYNC_OFFLOAD;
+        sl->done = 1;
+        finish_syncs(srv);
+        return;
+    }
+    if (srv->offload_left > 0 && srv->a->cfg->sync_mode == SYNC_FULL)
+        srv->offload_left--;
     if (wk_submit(srv->pool, sync_job, &sl->ticket) != 0) {
         /* No memory for a job: sync here rather than never. */
         wal_sync_run(&sl->ticket);
@@ -663,13 +691,14 @@ static int server_stats_json(server *srv, dbuf *out)
         "{\"coordinator\":{\"pid\":%d,\"data_directory\":\"%s\",\"epoch\":%" PRIu64
         ",\"uptime_s\":%ld,\"commit_lsn\":%" PRIu64 ",\"sync_mode\":\"%s\",\"connections\":%zu"
         ",\"max_connections\":%" PRIu64 ",\"read_only\":%s,\"error\":\"%s\",\"groups\":%" PRIu64
-        ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"snapshots_ousted\":%" PRIu64
+        ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsyncs_inline\":%" PRIu64
+        ",\"snapshots_ousted\":%" PRIu64
         ",\"frame_timeouts\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
         ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
         (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
         cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
-        srv->batches, srv->syncs, srv->ousted, srv->frame_timeouts,
+        srv->batches, srv->syncs, srv->syncs_inline, srv->ousted, srv->frame_timeouts,
         wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));
     int rc = dbuf_append(out, b, (size_t)n);

@@ -13,7 +13,10 @@
  * this process, and starts again whenever the control file changes (so
  * "SKIP" means "the SKIP+1-th call from now").  Each injected failure is
  * appended as a line "OP PATH ERRNO" to $DOTDB_FAULT_LOG when set, so a
- * test knows whether its fault fired.
+ * test knows whether its fault fired.  ERRNO may instead be "delay=MS":
+ * the call then succeeds after sleeping MS milliseconds (a stalling disk),
+ * and is logged with errno 0.  "fallocate" covers posix_fallocate and
+ * fallocate.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_RULES 16
@@ -41,7 +45,7 @@ static int should_fail(const char *op, const char *path)
     if (ctl == NULL || path == NULL || in_shim)
         return 0;
     in_shim = 1;
-    int fail = 0;
+    int fail = 0, delayed = 0;
     static struct timespec last_mtime;
     static off_t last_size = -1;
     struct stat st;
@@ -56,13 +60,22 @@ static int should_fail(const char *op, const char *path)
         char line[512];
         int n = 0;
         while (!fail && n < MAX_RULES && fgets(line, sizeof line, f)) {
-            char rop[32], sub[256];
-            int err = 0;
+            char rop[32], sub[256], what[32];
+            int err = 0, delay_ms = -1;
             unsigned long skip = 0, count = 0;
-            int k = sscanf(line, "%31s %255s %d %lu %lu", rop, sub, &err, &skip, &count);
+            int k = sscanf(line, "%31s %255s %31s %lu %lu", rop, sub, what, &skip, &count);
+            if (k >= 3 && sscanf(what, "delay=%d", &delay_ms) != 1)
+                err = atoi(what);
             if (k >= 3 && strcmp(rop, op) == 0 && strstr(path, sub) != NULL) {
                 unsigned long seen = hits[n]++;
                 if (seen >= skip && (count == 0 || seen < skip + count)) {
+                    if (delay_ms >= 0) {
+                        struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+                        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                            ;
+                        delayed = 1;
+                        break;
+                    }
                     errno = err;
                     fail = 1;
                 }
@@ -72,14 +85,15 @@ static int should_fail(const char *op, const char *path)
         fclose(f);
     }
     const char *log = getenv("DOTDB_FAULT_LOG");
-    if (fail && log) {
-        int e = errno;
+    if ((fail || delayed) && log) {
+        int e = fail ? errno : 0;
         FILE *lf = fopen(log, "ae");
         if (lf) {
             fprintf(lf, "%s %s %d\n", op, path, e);
             fclose(lf);
         }
-        errno = e;
+        if (fail)
+            errno = e;
     }
     in_shim = 0;
     return fail;
@@ -196,4 +210,12 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     if (fd >= 0 && should_fail("mmap", fd_path(fd, b, sizeof b)))
         return MAP_FAILED;
     return NEXT(mmap)(addr, len, prot, flags, fd, off);
+}
+
+int fallocate(int fd, int mode, off_t off, off_t len)
+{
+    char b[4096];
+    if (should_fail("fallocate", fd_path(fd, b, sizeof b)))
+        return -1;
+    return NEXT(fallocate)(fd, mode, off, len);
 }
