@@ -27,6 +27,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,11 @@
  * stall accepting, stats and timeouts with it. */
 #define SLOW_SYNC_NS (20u * 1000u * 1000u)
 #define SLOW_SYNC_OFFLOAD 128u
+/* Longest wait for just-acknowledged writers to send their next request
+ * before an fdatasync starts (gather): about one wake-up and one round
+ * trip on this machine. */
+#define GATHER_NS (100u * 1000u)
+#define GATHER_MAX 64
 #define MAX_OUTPUT (256u * 1024u * 1024u) /* a client that never reads is dropped */
 
 typedef struct response {
@@ -80,6 +86,8 @@ typedef struct session {
     uid_t uid;
     int hello_done;
     int closing;            /* close once the output is flushed */
+    int rejoin;             /* its write was just acknowledged (sync_mode full):
+                             * its next one is worth a short wait (gather) */
     response *resp;
     size_t n_resp, cap_resp;
     frag_batch frag;        /* a BATCH arriving in fragments (fragments.h) */
@@ -115,6 +123,7 @@ typedef struct server {
     uint64_t last_sync_ns;
     uint64_t groups, batches, syncs;
     uint64_t syncs_inline;  /* of which on the loop thread */
+    uint64_t sync_ns_inline; /* time spent in them */
     unsigned offload_left;  /* syncs still to hand to workers after a slow one */
     uint64_t ousted;        /* snapshots expired by max_snapshot_age */
     uint64_t frame_timeouts; /* connections closed by frame_timeout_ms */
@@ -183,6 +192,9 @@ static void send_responses(session *s)
         if (dbuf_append(&s->out, hdr, sizeof hdr) != 0 ||
             dbuf_append(&s->out, r->payload, r->h.len) != 0)
             s->closing = 1;
+        if (r->h.op == WIRE_OP_BATCH && r->h.status == 0 &&
+            s->srv->a->cfg->sync_mode == SYNC_FULL)
+            s->rejoin = 1;
         free(r->payload);
     }
     memmove(s->resp, s->resp + i, (s->n_resp - i) * sizeof *s->resp);
@@ -351,7 +363,9 @@ static void start_sync(server *srv)
          * form the next group.  Readers never need this thread. */
         srv->syncs_inline++;
         wal_sync_run(&sl->ticket);
-        if (rdr_now_ns() - srv->last_sync_ns > SLOW_SYNC_NS)
+        uint64_t took = rdr_now_ns() - srv->last_sync_ns;
+        srv->sync_ns_inline += took;
+        if (took > SLOW_SYNC_NS)
             srv->offload_left = SLOW_SYNC_OFFLOAD;
         sl->done = 1;
         finish_syncs(srv);
@@ -448,11 +462,56 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
     send_all_responses(srv);
 }
 
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/*
+ * Before an fdatasync on the loop thread: give the writers acknowledged by
+ * the last one up to GATHER_NS to send their next request, so it joins
+ * this group.  Without the wait, eight closed-loop writers settle into two
+ * groups that alternate, each sync covering half of them; with it one
+ * sync covers them all (docs/PERFORMANCE.md, durable_put_8c).  Sessions
+ * that do not write again within the wait are not waited for again until
+ * their next write is acknowledged.
+ */
+static void gather(server *srv)
+{
+    struct pollfd pfd[GATHER_MAX];
+    session *who[GATHER_MAX];
+    nfds_t n = 0;
+    for (session *s = srv->sessions; s && n < GATHER_MAX; s = s->next) {
+        if (!s->rejoin || s->closing)
+            continue;
+        s->rejoin = 0;
+        pfd[n] = (struct pollfd){.fd = s->fd, .events = POLLIN};
+        who[n++] = s;
+    }
+    uint64_t start = rdr_now_ns(), left = n;
+    while (left > 0) {
+        uint64_t spent = rdr_now_ns() - start;
+        if (spent >= GATHER_NS)
+            break;
+        struct timespec ts = {0, (long)(GATHER_NS - spent)};
+        int k = ppoll(pfd, n, &ts, NULL);
+        if (k <= 0)
+            break; /* timeout (or EINTR: the signal watcher runs next turn) */
+        for (nfds_t i = 0; i < n; i++) {
+            if (pfd[i].fd < 0 || pfd[i].revents == 0)
+                continue;
+            pfd[i].fd = -1; /* once: read_cb may close (free) the session */
+            left--;
+            read_cb(srv->loop, &who[i]->rio, EV_READ);
+        }
+    }
+}
+
 static void group_commit(server *srv)
 {
     const dotdb_config *cfg = srv->a->cfg;
     engine *e = srv->a->eng;
     char err[512];
+    if (srv->dirty && cfg->sync_mode == SYNC_FULL && srv->syncing == 0 && srv->offload_left == 0 &&
+        !srv->read_only)
+        gather(srv);
     if (srv->dirty) {
         srv->dirty = 0;
         uint64_t written = wal_written_lsn(srv->a->log);
@@ -648,6 +707,7 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
     }
     srv->dirty = 1;
     srv->batches++;
+    s->rejoin = 0;
     if (queue_response(s, h->req_id, h->op, 0, lsn, out->reply.data, out->reply.len) != 0)
         s->closing = 1;
     if (out->log.cap > (1u << 20)) { /* don't keep a huge buffer around */
@@ -692,13 +752,14 @@ static int server_stats_json(server *srv, dbuf *out)
         ",\"uptime_s\":%ld,\"commit_lsn\":%" PRIu64 ",\"sync_mode\":\"%s\",\"connections\":%zu"
         ",\"max_connections\":%" PRIu64 ",\"read_only\":%s,\"error\":\"%s\",\"groups\":%" PRIu64
         ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsyncs_inline\":%" PRIu64
-        ",\"snapshots_ousted\":%" PRIu64
+        ",\"fsync_inline_avg_us\":%" PRIu64 ",\"snapshots_ousted\":%" PRIu64
         ",\"frame_timeouts\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
         ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
         (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
         cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
-        srv->batches, srv->syncs, srv->syncs_inline, srv->ousted, srv->frame_timeouts,
+        srv->batches, srv->syncs, srv->syncs_inline,
+        srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->ousted, srv->frame_timeouts,
         wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));
     int rc = dbuf_append(out, b, (size_t)n);
