@@ -11,7 +11,7 @@
 #   --only W       run W only (after `load`, which everything else needs)
 #   --json FILE    write {"records", "machine", "results": [...]} to FILE
 #   --chart FILE   draw the DotDB/peer ratios (gnuplot PNG) into FILE;
-#                  default docs/bench-ratios.png when every workload runs
+#                  with --docs, docs/bench-ratios.png (a plain run leaves docs/ alone)
 #   --docs         also refresh docs/bench-results.json, the chart, the
 #                  tables between the bench markers of docs/PERFORMANCE.md
 #                  and the chart's caption (date, machine) in README.md
@@ -60,7 +60,7 @@ else
 fi
 if ((docs)) && [[ -n $only ]]; then echo "bench.sh: --docs needs every workload (no --only)" >&2; exit 2; fi
 if ((docs)); then json=${json:-docs/bench-results.json}; fi
-if [[ -z $chart && -z $only ]]; then chart=docs/bench-ratios.png; fi
+if [[ -z $chart && $docs == 1 ]]; then chart=docs/bench-ratios.png; fi
 systems=(dotdb lmdb sqlite redis)
 
 # ---- peers and build --------------------------------------------------------
