@@ -325,6 +325,13 @@ static struct sync_slot *sync_slot_at(server *srv, unsigned k)
 
 static void finish_syncs(server *srv);
 
+/* Does the next fdatasync run on the loop thread?  In sync_mode full, when
+ * none is in flight and no slow one recently sent them to workers. */
+static int sync_on_loop(const server *srv)
+{
+    return srv->a->cfg->sync_mode == SYNC_FULL && srv->syncing == 0 && srv->offload_left == 0;
+}
+
 /* Start an fdatasync on a worker if one is wanted: something written is
  * not covered by a sync in flight, and fewer than SYNCS_IN_FLIGHT run. */
 static void start_sync(server *srv)
@@ -351,11 +358,12 @@ static void start_sync(server *srv)
             engine_publish(srv->a->eng, sl->ticket.lsn);
         return;
     }
+    int on_loop = sync_on_loop(srv);
     srv->syncs++;
     srv->last_sync_ns = rdr_now_ns();
     sl->done = 0;
     srv->syncing++;
-    if (srv->syncing == 1 && srv->a->cfg->sync_mode == SYNC_FULL && srv->offload_left == 0) {
+    if (on_loop) {
         /* Every writer is waiting for this sync: run it right here, as a
          * single-threaded server would.  The two thread hand-offs it saves
          * (~25-30 µs each on this machine) are a fifth of a durable put,
@@ -509,8 +517,7 @@ static void group_commit(server *srv)
     const dotdb_config *cfg = srv->a->cfg;
     engine *e = srv->a->eng;
     char err[512];
-    if (srv->dirty && cfg->sync_mode == SYNC_FULL && srv->syncing == 0 && srv->offload_left == 0 &&
-        !srv->read_only)
+    if (srv->dirty && sync_on_loop(srv) && !srv->read_only)
         gather(srv);
     if (srv->dirty) {
         srv->dirty = 0;
@@ -759,7 +766,8 @@ static int server_stats_json(server *srv, dbuf *out)
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
         cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
         srv->batches, srv->syncs, srv->syncs_inline,
-        srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->ousted, srv->frame_timeouts,
+        srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->ousted,
+        srv->frame_timeouts,
         wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));
     int rc = dbuf_append(out, b, (size_t)n);

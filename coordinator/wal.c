@@ -72,7 +72,6 @@ struct wal {
     uint64_t phys_bytes;     /* its file size: seg_bytes plus preallocated zeros */
     uint64_t prealloc;       /* preallocation step, 0 = off (wal_set_preallocate) */
     bool prealloc_off_seg;   /* preallocation failed in the current segment */
-    uint64_t new_phys;       /* seg_create: the new file's size */
     uint64_t total_bytes;    /* size of all segment files */
     uint64_t unsynced_bytes; /* written to the current segment since its last fdatasync */
     uint64_t last_lsn;       /* last appended, buffered or written */
@@ -389,13 +388,14 @@ static void seg_header(uint8_t h[WAL_SEG_HDR_SIZE], uint64_t segno)
 }
 
 /* Create segment segno, header durable and directory entry durable, and
- * return its descriptor (positioned after the header) in *fd_out; its file
- * size (preallocated zeros included) is left in w->new_phys. */
-static int seg_create(wal *w, uint64_t segno, int *fd_out, char *err, size_t errlen)
+ * return its descriptor (positioned after the header) in *fd_out and its
+ * file size (preallocated zeros included) in *phys_out. */
+static int seg_create(wal *w, uint64_t segno, int *fd_out, uint64_t *phys_out, char *err,
+                      size_t errlen)
 {
     *fd_out = -1;
+    *phys_out = WAL_SEG_HDR_SIZE;
     w->prealloc_off_seg = false;
-    w->new_phys = WAL_SEG_HDR_SIZE;
     char name[WAL_NAME_MAX];
     uint8_t h[WAL_SEG_HDR_SIZE];
     seg_name(segno, name);
@@ -420,7 +420,7 @@ static int seg_create(wal *w, uint64_t segno, int *fd_out, char *err, size_t err
     /* Only once the header is durable: a file longer than a header is never
      * taken for a torn creation, so its header must be good by then.  The
      * new size becomes durable with the first record's fdatasync. */
-    prealloc_fd(w, fd, &w->new_phys, WAL_SEG_HDR_SIZE + 1);
+    prealloc_fd(w, fd, phys_out, WAL_SEG_HDR_SIZE + 1);
     *fd_out = fd;
     return DOTDB_OK;
 }
@@ -517,7 +517,8 @@ static int rotate(wal *w, struct write_mark *m, char *err, size_t errlen)
     }
     w->unsynced_bytes = 0;
     int fd;
-    int rc = seg_create(w, w->segno + 1, &fd, err, errlen);
+    uint64_t phys;
+    int rc = seg_create(w, w->segno + 1, &fd, &phys, err, errlen);
     if (rc != DOTDB_OK)
         return rc;
     if (m->fd0 < 0)
@@ -527,7 +528,7 @@ static int rotate(wal *w, struct write_mark *m, char *err, size_t errlen)
     w->fd = fd;
     w->segno++;
     w->seg_bytes = WAL_SEG_HDR_SIZE;
-    w->phys_bytes = w->new_phys;
+    w->phys_bytes = phys;
     w->total_bytes += WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
 }
@@ -1070,27 +1071,11 @@ static int adopt_last(struct replay *r, int fd, uint64_t segno, uint64_t end, ui
     return DOTDB_OK;
 }
 
-/* Are the n bytes at p all zero?  A word at a time: a preallocated
- * segment's tail is tens of megabytes. */
+/* Are the n bytes at p all zero?  (The first one is, and each equals the
+ * next: memcmp's vector loop over a tail of tens of megabytes.) */
 static bool all_zero(const uint8_t *p, uint64_t n)
 {
-    uint64_t i = 0;
-    for (; i < n && ((uintptr_t)(p + i) & 7u) != 0; i++)
-        if (p[i] != 0)
-            return false;
-    for (; i + 32 <= n; i += 32) {
-        uint64_t a, b, c, d;
-        memcpy(&a, p + i, 8);
-        memcpy(&b, p + i + 8, 8);
-        memcpy(&c, p + i + 16, 8);
-        memcpy(&d, p + i + 24, 8);
-        if ((a | b | c | d) != 0)
-            return false;
-    }
-    for (; i < n; i++)
-        if (p[i] != 0)
-            return false;
-    return true;
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, (size_t)n - 1) == 0);
 }
 
 /* Is there a good record anywhere after a bad one at `from`?  Then the bad
@@ -1183,13 +1168,14 @@ static int start_log(struct replay *r)
 {
     uint64_t segno = r->removed_segno != 0 ? r->removed_segno : 1;
     int fd;
-    int rc = seg_create(r->w, segno, &fd, r->err, r->errlen);
+    uint64_t phys;
+    int rc = seg_create(r->w, segno, &fd, &phys, r->err, r->errlen);
     if (rc != DOTDB_OK)
         return rc;
     r->w->fd = fd;
     r->w->segno = r->w->first_segno = segno;
     r->w->seg_bytes = WAL_SEG_HDR_SIZE;
-    r->w->phys_bytes = r->w->new_phys;
+    r->w->phys_bytes = phys;
     r->w->total_bytes = WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
 }
