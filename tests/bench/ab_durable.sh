@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# ab_durable.sh - alternate durable_put_8c runs of several coordinator
+# builds (and Redis appendfsync always) in one loop, so drift on a shared
+# machine hits them alike; how docs/PERFORMANCE.md compared each change
+# with the build before it.
+#   tests/bench/ab_durable.sh ROUNDS SYSTEM...
+#   SYSTEM: redis, or the path of a dotdbd binary
+#   SECS=3 (seconds per run), RECORDS=100000
+# Needs `bash scripts/bench.sh --quick --only load` run once (it installs
+# the peers and builds build-bench/).  Each DotDB run restarts its
+# coordinator and prints ops/s, p50 and p99 in µs, then the coordinator's
+# grouping counters from `dotdb stats`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:?usage: ab_durable.sh ROUNDS SYSTEM...}; shift
+(($# > 0)) || { echo "ab_durable.sh: name at least one system" >&2; exit 2; }
+B=build-bench/tests/bench
+secs=${SECS:-3} records=${RECORDS:-100000}
+T=$(mktemp -d "${TMPDIR:-/tmp}/dotdb-ab.XXXXXX")
+rp=""
+cleanup() {
+  build-bench/dotdb --db "$T/d" coordinator stop >/dev/null 2>&1 || true
+  [[ -n $rp ]] && { kill "$rp" 2>/dev/null; wait "$rp" 2>/dev/null || true; }
+  rm -rf "$T"
+}
+trap cleanup EXIT
+mkdir -p "$T/redis"
+redis-server --port 0 --unixsocket "$T/redis/s" --unixsocketperm 700 --dir "$T/redis" \
+  --appendonly yes --appendfsync everysec --save "" --daemonize no --logfile "$T/redis/log" &
+rp=$!
+for _ in $(seq 200); do [[ -S $T/redis/s ]] && break; sleep 0.05; done
+first=""
+for m in "$@"; do [[ $m != redis ]] && { first=$m; break; }; done
+if [[ -n $first ]]; then
+  "$B/bench_dotdb" --workload load --dir "$T/d" --records "$records" --coordinator "$first" >/dev/null
+fi
+"$B/bench_redis" --workload load --dir "$T/r" --records "$records" --socket "$T/redis/s" >/dev/null
+for _ in $(seq "$rounds"); do
+  for m in "$@"; do
+    if [[ $m == redis ]]; then
+      out=$("$B/bench_redis" --workload durable_put_8c --dir "$T/r" --records "$records" \
+              --seconds "$secs" --socket "$T/redis/s" | grep '^RESULT')
+      st=""
+    else
+      build-bench/dotdb --db "$T/d" coordinator stop >/dev/null 2>&1 || true
+      out=$("$B/bench_dotdb" --workload durable_put_8c --dir "$T/d" --records "$records" \
+              --seconds "$secs" --coordinator "$m" | grep '^RESULT')
+      st=$(build-bench/dotdb --db "$T/d" stats 2>/dev/null |
+             grep -o '"batches":[0-9]*,"fsyncs":[0-9]*\(,"fsyncs_inline":[0-9]*,"fsync_inline_avg_us":[0-9]*\)\?' || true)
+    fi
+    echo "$m: $(awk '{print $4, $5, $6}' <<<"$out") $st"
+  done
+done
