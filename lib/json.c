@@ -48,7 +48,7 @@ enum jkind {
     JK_OBJECT,
 };
 
-/* One tape entry.  Field use depends on the kind (24 bytes). */
+/* One tape entry.  Field use depends on the kind (32 bytes). */
 typedef struct jnode {
     uint8_t kind;    /* enum jkind */
     uint8_t width;   /* containers: W (1, 2 or 4) */
@@ -56,8 +56,9 @@ typedef struct jnode {
     uint32_t a;      /* strings, keys: byte length; containers: count */
     uint32_t b;      /* strings, keys: offset of the bytes in the text or in
                       * scratch; containers: index of the node after the subtree */
-    uint32_t c;      /* keys: text offset of the opening quote (for errors);
-                      * containers: encoded size */
+    uint32_t c;      /* keys: text offset of the opening quote (for errors) */
+    uint32_t size;   /* encoded bytes (a key: its varint and bytes); set when
+                      * the node is made, for a container when it closes */
     union {
         int64_t i;     /* JK_INT */
         double d;      /* JK_DOUBLE */
@@ -187,14 +188,19 @@ static void *grow_array(void *arr, size_t *cap, size_t need, size_t elsize, cons
     return p;
 }
 
-static int add_node(jparser *p, jnode n)
+static int grow_nodes(jparser *p)
 {
-    if (p->nnodes == p->ncap) {
-        jnode *a = grow_array(p->nodes, &p->ncap, p->nnodes + 1, sizeof *a, p->inl_nodes);
-        if (a == NULL)
-            return nomem(p);
-        p->nodes = a;
-    }
+    jnode *a = grow_array(p->nodes, &p->ncap, p->nnodes + 1, sizeof *a, p->inl_nodes);
+    if (a == NULL)
+        return nomem(p);
+    p->nodes = a;
+    return DOTDB_OK;
+}
+
+static inline int add_node(jparser *p, jnode n)
+{
+    if (__builtin_expect(p->nnodes == p->ncap, 0) && grow_nodes(p) != DOTDB_OK)
+        return DOTDB_ENOMEM;
     p->nodes[p->nnodes++] = n;
     return DOTDB_OK;
 }
@@ -238,24 +244,7 @@ static uint64_t header_bytes(int is_obj, unsigned w, uint64_t count)
 }
 
 /* Encoded bytes of node n (for a key: its varint and bytes). */
-static uint64_t node_size(const jnode *n)
-{
-    switch (n->kind) {
-    case JK_INT:
-        return 1 + int_payload(n->u.i);
-    case JK_DOUBLE:
-        return 9;
-    case JK_STRING:
-        return 1 + varint_len(n->a) + n->a;
-    case JK_KEY:
-        return varint_len(n->a) + n->a;
-    case JK_ARRAY:
-    case JK_OBJECT:
-        return n->c;
-    default:
-        return 1;
-    }
-}
+static inline uint64_t node_size(const jnode *n) { return n->size; }
 
 static uint64_t id_member_size(const jparser *p)
 {
@@ -279,7 +268,7 @@ static int size_container(jparser *p, uint32_t idx, uint64_t count, uint64_t con
             if (size > p->max_size)
                 break;
             n->width = (uint8_t)w;
-            n->c = (uint32_t)size;
+            n->size = (uint32_t)size;
             return DOTDB_OK;
         }
     }
@@ -303,6 +292,8 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 static uint64_t key_prefix(const uint8_t *k, size_t len)
 {
     uint64_t v = 0;
+    if (len >= 8)
+        return __builtin_bswap64(ld_u64(k));
     size_t n = len < 8 ? len : 8;
     for (size_t i = 0; i < n; i++)
         v |= (uint64_t)k[i] << (56 - 8 * i);
@@ -353,21 +344,33 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
     if (with_id)
         p->sorts[j++] = (sortent){key_prefix(id_key, sizeof id_key), id_key, sizeof id_key, 0,
                                   UINT32_MAX};
+    const uint8_t *text_end = p->s + p->len;
     for (uint32_t k = obj + 1; k < o->b; k = next_sibling(p, k + 1), j++) {
         const jnode *key = &p->nodes[k];
         const uint8_t *kb = str_bytes(p, key);
-        p->sorts[j] = (sortent){key_prefix(kb, key->a), kb, key->a, (uint32_t)j, k};
+        uint64_t pre;
+        if (key->in_text && key->a < 8 && text_end - kb >= 8) /* one load, masked */
+            pre = key->a ? __builtin_bswap64(ld_u64(kb)) & ~(~0ull >> (8 * key->a)) : 0;
+        else
+            pre = key_prefix(kb, key->a);
+        p->sorts[j] = (sortent){pre, kb, key->a, (uint32_t)j, k};
     }
     if (n > 16) {
         qsort(p->sorts, n, sizeof *p->sorts, sortent_cmp);
     } else {
-        /* typical objects are small: insertion sort beats qsort's overhead */
+        /* typical objects are small: insertion sort beats qsort's overhead;
+         * the prefixes decide almost every comparison inline */
+        sortent *a = p->sorts;
         for (size_t i = 1; i < n; i++) {
-            sortent e = p->sorts[i];
+            if (a[i - 1].prefix < a[i].prefix)
+                continue; /* already in place */
+            sortent e = a[i];
             size_t k = i;
-            for (; k > 0 && sortent_cmp(&p->sorts[k - 1], &e) > 0; k--)
-                p->sorts[k] = p->sorts[k - 1];
-            p->sorts[k] = e;
+            for (; k > 0 && (a[k - 1].prefix > e.prefix ||
+                             (a[k - 1].prefix == e.prefix && sortent_cmp(&a[k - 1], &e) > 0));
+                 k--)
+                a[k] = a[k - 1];
+            a[k] = e;
         }
     }
     for (size_t i = 1; i < n; i++)
@@ -385,7 +388,7 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
 
 /* ---- Scalars ------------------------------------------------------------- */
 
-static inline void skip_ws(jparser *p)
+static void skip_ws_slow(jparser *p)
 {
     while (p->pos < p->len) {
         uint8_t c = p->s[p->pos];
@@ -393,6 +396,14 @@ static inline void skip_ws(jparser *p)
             break;
         p->pos++;
     }
+}
+
+/* Compact JSON has no whitespace: one test says so. */
+static inline void skip_ws(jparser *p)
+{
+    if (p->pos < p->len && p->s[p->pos] > ' ')
+        return;
+    skip_ws_slow(p);
 }
 
 static int hex4(const uint8_t *s, size_t avail, uint32_t *out)
@@ -482,6 +493,16 @@ static int parse_escape(jparser *p, size_t *i)
     return dbuf_putc(&p->scratch, (uint8_t)to[hit - from]) ? nomem(p) : DOTDB_OK;
 }
 
+/* The high bit of each byte of v that is >= 0x80, < 0x20, '"' or '\\'.
+ * The borrows of the subtractions can only flag bytes above a flagged one,
+ * so the lowest flag is exact. */
+static inline uint64_t special_bytes(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    return (v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+}
+
 /* Length of the run of plain characters (no quote, backslash or control
  * character) at s[i], UTF-8 checked; *bad is set at an invalid byte. */
 static size_t plain_run(const jparser *p, size_t i, int *bad)
@@ -489,16 +510,8 @@ static size_t plain_run(const jparser *p, size_t i, int *bad)
     size_t start = i;
     *bad = 0;
     while (i < p->len) {
-        /* Eight bytes at a time: the lowest byte of the word that is >=
-         * 0x80, < 0x20, '"' or '\\' (the borrows of the subtractions can
-         * only flag bytes above a flagged one, so the lowest flag is
-         * exact). */
-        if (p->len - i >= 8) {
-            uint64_t v = ld_u64(p->s + i);
-            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-            uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
-            uint64_t special =
-                (v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+        if (p->len - i >= 8) { /* eight bytes at a time */
+            uint64_t special = special_bytes(ld_u64(p->s + i));
             if (special == 0) {
                 i += 8;
                 continue;
@@ -522,10 +535,13 @@ static size_t plain_run(const jparser *p, size_t i, int *bad)
     return i - start;
 }
 
-/* A string whose opening quote is at p->pos; node of kind JK_STRING or
- * JK_KEY.  Strings without escapes stay in the text; the others are
- * decoded into scratch. */
-static int parse_string(jparser *p, uint8_t kind)
+static inline uint32_t string_size(uint8_t kind, size_t len)
+{
+    return (uint32_t)((kind == JK_STRING) + varint_len((uint32_t)len) + len);
+}
+
+/* parse_string for a string with escapes, bytes >= 0x80 or an error. */
+static int parse_string_full(jparser *p, uint8_t kind)
 {
     size_t q = p->pos, i = q + 1;
     size_t scratch_start = p->scratch.len;
@@ -555,9 +571,40 @@ static int parse_string(jparser *p, uint8_t kind)
     p->pos = i + 1;
     if (!escaped)
         return add_node(p, (jnode){.kind = kind, .in_text = 1, .a = (uint32_t)(i - q - 1),
-                                   .b = (uint32_t)(q + 1), .c = (uint32_t)q});
-    return add_node(p, (jnode){.kind = kind, .a = (uint32_t)(p->scratch.len - scratch_start),
-                               .b = (uint32_t)scratch_start, .c = (uint32_t)q});
+                                   .b = (uint32_t)(q + 1), .c = (uint32_t)q,
+                                   .size = string_size(kind, i - q - 1)});
+    size_t n = p->scratch.len - scratch_start;
+    return add_node(p, (jnode){.kind = kind, .a = (uint32_t)n, .b = (uint32_t)scratch_start,
+                               .c = (uint32_t)q, .size = string_size(kind, n)});
+}
+
+/* A string whose opening quote is at p->pos; node of kind JK_STRING or
+ * JK_KEY.  Strings without escapes stay in the text; the others are
+ * decoded into scratch.  The usual string, ASCII without escapes, is
+ * found here with one word test per 8 bytes. */
+static inline int parse_string(jparser *p, uint8_t kind)
+{
+    const uint8_t *s = p->s;
+    size_t q = p->pos, i = q + 1, len = p->len;
+    for (;;) {
+        if (len - i < 8) {
+            while (i < len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+                i++;
+            break;
+        }
+        uint64_t special = special_bytes(ld_u64(s + i));
+        if (special != 0) {
+            i += (size_t)__builtin_ctzll(special) >> 3;
+            break;
+        }
+        i += 8;
+    }
+    if (i >= len || s[i] != '"')
+        return parse_string_full(p, kind);
+    p->pos = i + 1;
+    return add_node(p, (jnode){.kind = kind, .in_text = 1, .a = (uint32_t)(i - q - 1),
+                               .b = (uint32_t)(q + 1), .c = (uint32_t)q,
+                               .size = string_size(kind, i - q - 1)});
 }
 
 /*
@@ -692,13 +739,13 @@ static int parse_number(jparser *p)
     }
     if (is_int && !overflow && v <= (uint64_t)INT64_MAX + neg) {
         int64_t i = neg ? (int64_t)(0 - v) : (int64_t)v; /* wraps to INT64_MIN for 2^63 */
-        return add_node(p, (jnode){.kind = JK_INT, .u.i = i});
+        return add_node(p, (jnode){.kind = JK_INT, .size = (uint32_t)(1 + int_payload(i)), .u.i = i});
     }
     double d = 0;
     int rc = text_to_double(p, start, &d);
     if (rc != DOTDB_OK)
         return rc;
-    return add_node(p, (jnode){.kind = JK_DOUBLE, .u.d = d});
+    return add_node(p, (jnode){.kind = JK_DOUBLE, .size = 9, .u.d = d});
 }
 
 static int parse_literal(jparser *p, const char *word, uint8_t kind)
@@ -707,7 +754,7 @@ static int parse_literal(jparser *p, const char *word, uint8_t kind)
     if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
         return jerr_at(p, p->pos, "invalid literal (expected '%s')", word);
     p->pos += n;
-    return add_node(p, (jnode){.kind = kind});
+    return add_node(p, (jnode){.kind = kind, .size = 1});
 }
 
 /* ---- Containers ---------------------------------------------------------- */
@@ -915,7 +962,7 @@ static int apply_id_rules(jparser *p, const char *gen_id, char *id_buf)
     p->gen_id = (const uint8_t *)gen_id;
     p->gen_id_len = (uint32_t)glen;
     p->insert_id = 1;
-    uint64_t content = root->c - header_bytes(1, root->width, root->a) + id_member_size(p);
+    uint64_t content = root->size - header_bytes(1, root->width, root->a) + id_member_size(p);
     int rc = size_container(p, 0, (uint64_t)root->a + 1, content);
     if (rc == DOTDB_OK)
         rc = sort_members(p, 0, 1);
@@ -977,6 +1024,25 @@ static uint8_t *put_bytes(uint8_t *w, const uint8_t *s, uint32_t n)
     return w + n;
 }
 
+/* Room the emit may write past the encoding's end (never counted in len). */
+#define EMIT_SLACK 16
+
+/* A string or key node's varint and bytes.  A short string in the text is
+ * copied as two 8-byte words: the text has them (checked) and the output
+ * has EMIT_SLACK bytes of room past the end. */
+static inline uint8_t *put_node_bytes(const jparser *p, uint8_t *w, const jnode *n)
+{
+    const uint8_t *src = str_bytes(p, n);
+    if (n->in_text && n->a <= 16 && (size_t)(p->s + p->len - src) >= 16) {
+        *w++ = (uint8_t)n->a; /* a one-byte varint */
+        uint64_t x = ld_u64(src), y = ld_u64(src + 8);
+        memcpy(w, &x, 8);
+        memcpy(w + 8, &y, 8);
+        return w + n->a;
+    }
+    return put_bytes(w, src, n->a);
+}
+
 static uint8_t width_code(unsigned w) { return w == 1 ? 0 : w == 2 ? 1 : 2; }
 
 static uint8_t *emit_array_header(const jparser *p, uint32_t idx, uint8_t *w)
@@ -984,7 +1050,7 @@ static uint8_t *emit_array_header(const jparser *p, uint32_t idx, uint8_t *w)
     const jnode *a = &p->nodes[idx];
     unsigned width = a->width;
     *w++ = (uint8_t)(CODEC_ARRAY | width_code(width));
-    w = put_w(w, width, a->c);
+    w = put_w(w, width, a->size);
     w = put_w(w, width, a->a);
     uint64_t off = header_bytes(0, width, a->a);
     for (uint32_t k = idx + 1; k < a->b; k = next_sibling(p, k)) {
@@ -1003,7 +1069,7 @@ static uint8_t *emit_object_header(const jparser *p, uint32_t idx, uint8_t *w)
     unsigned width = o->width;
     uint64_t count = (uint64_t)o->a + extra;
     *w++ = (uint8_t)(CODEC_OBJECT | width_code(width));
-    w = put_w(w, width, o->c);
+    w = put_w(w, width, o->size);
     w = put_w(w, width, count);
     uint64_t off = header_bytes(1, width, count);
     if (extra) {
@@ -1051,10 +1117,10 @@ static uint8_t *emit(const jparser *p, uint8_t *w)
             break;
         case JK_STRING:
             *w++ = CODEC_STRING;
-            w = put_bytes(w, str_bytes(p, n), n->a);
+            w = put_node_bytes(p, w, n);
             break;
         case JK_KEY:
-            w = put_bytes(w, str_bytes(p, n), n->a);
+            w = put_node_bytes(p, w, n);
             break;
         case JK_ARRAY:
             w = emit_array_header(p, i, w);
@@ -1127,7 +1193,7 @@ static int parse_and_emit(jparser *p, int is_doc, const char *gen_id, dbuf *out,
     if (total > p->max_size)
         return jmsg(p, DOTDB_ETOOBIG, "encoded document exceeds the size limit of %zu bytes",
                     p->max_size);
-    if (dbuf_reserve(out, total) != 0)
+    if (dbuf_reserve(out, total + EMIT_SLACK) != 0)
         return nomem(p);
     uint8_t *end = emit(p, out->data + out->len);
     assert((size_t)(end - (out->data + out->len)) == total); /* sizes and emit agree */
