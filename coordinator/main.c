@@ -445,8 +445,10 @@ int main(int argc, char **argv)
         goto fail;
     }
     /* zeros reserved ahead of the log: an fdatasync after an append then
-     * commits no size change (docs/PERFORMANCE.md, durable_put_8c) */
-    wal_set_preallocate(log, WAL_PREALLOC_STEP);
+     * commits no size change; in sync_mode full they are also written, so
+     * it commits no extent conversion either (docs/PERFORMANCE.md,
+     * durable_put_8c) */
+    wal_set_preallocate(log, WAL_PREALLOC_STEP, cfg.sync_mode == SYNC_FULL);
     replay_ctx rctx = {.e = eng};
     wal_replay_info info;
     rc = wal_replay(log, engine_applied_lsn(eng), replay_one, &rctx, &info, err, sizeof err);

@@ -72,6 +72,9 @@ struct wal {
     uint64_t phys_bytes;     /* its file size: seg_bytes plus preallocated zeros */
     uint64_t prealloc;       /* preallocation step, 0 = off (wal_set_preallocate) */
     bool prealloc_off_seg;   /* preallocation failed in the current segment */
+    bool write_zeros;        /* also write the zeros ahead (wal_set_preallocate) */
+    uint64_t zeroed;         /* the current segment holds records or written zeros
+                              * (no unwritten extents) up to here */
     uint64_t total_bytes;    /* size of all segment files */
     uint64_t unsynced_bytes; /* written to the current segment since its last fdatasync */
     uint64_t last_lsn;       /* last appended, buffered or written */
@@ -323,9 +326,10 @@ void wal_close(wal *w)
 
 /* ---- preallocation --------------------------------------------------------------- */
 
-void wal_set_preallocate(wal *w, uint64_t step)
+void wal_set_preallocate(wal *w, uint64_t step, bool write_zeros)
 {
     w->prealloc = step;
+    w->write_zeros = write_zeros && step > 0;
 }
 
 /* Make the current segment's file at least `need` bytes long with zeros
@@ -357,10 +361,41 @@ static void prealloc_fd(wal *w, int fd, uint64_t *phys, uint64_t need)
         w->prealloc_off_seg = true; /* ENOSPC and the like: again in the next segment */
 }
 
+/* Write zeros from the end of the records (or of the zeros written
+ * before) up to one step past `need`, capped like prealloc_fd, and start
+ * their writeback, so that the next fdatasync finds them mostly on disk.
+ * A failed write (ENOSPC and the like) stops it for this segment; what was
+ * written stays (zeros are the normal end of the last segment). */
+static void zero_ahead(wal *w, uint64_t need)
+{
+    static const uint8_t zeros[1u << 20];
+    uint64_t from = w->zeroed > w->seg_bytes ? w->zeroed : w->seg_bytes;
+    uint64_t cap = w->segment_size > need ? w->segment_size : need;
+    uint64_t to = need + w->prealloc < cap ? need + w->prealloc : cap;
+    uint64_t at = from;
+    while (at < to) {
+        size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
+        ssize_t k = pwrite(w->fd, zeros, n, (off_t)at);
+        if (k <= 0) {
+            w->prealloc_off_seg = true;
+            break;
+        }
+        at += (uint64_t)k;
+    }
+    if (at > from)
+        (void)sync_file_range(w->fd, (off_t)from, (off_t)(at - from), SYNC_FILE_RANGE_WRITE);
+    w->zeroed = at;
+    if (at > w->phys_bytes)
+        w->phys_bytes = at;
+}
+
 static void prealloc_reserve(wal *w, uint64_t need)
 {
-    if (!w->prealloc_off_seg)
-        prealloc_fd(w, w->fd, &w->phys_bytes, need);
+    if (w->prealloc_off_seg)
+        return;
+    prealloc_fd(w, w->fd, &w->phys_bytes, need);
+    if (w->write_zeros && need > w->zeroed && !w->prealloc_off_seg)
+        zero_ahead(w, need);
 }
 
 /* Before a segment is sealed: give back the zeros reserved past its last
@@ -372,7 +407,7 @@ static int prealloc_trim(wal *w)
         return 0;
     if (ftruncate(w->fd, (off_t)w->seg_bytes) != 0)
         return errno;
-    w->phys_bytes = w->seg_bytes;
+    w->phys_bytes = w->zeroed = w->seg_bytes;
     return 0;
 }
 
@@ -527,7 +562,7 @@ static int rotate(wal *w, struct write_mark *m, char *err, size_t errlen)
         close_synced(w->fd);
     w->fd = fd;
     w->segno++;
-    w->seg_bytes = WAL_SEG_HDR_SIZE;
+    w->seg_bytes = w->zeroed = WAL_SEG_HDR_SIZE;
     w->phys_bytes = phys;
     w->total_bytes += WAL_SEG_HDR_SIZE;
     return DOTDB_OK;
@@ -583,7 +618,7 @@ static void rollback(wal *w, struct write_mark *m, char *err, size_t errlen)
         w->fd = m->fd0;
         w->segno = m->segno;
     }
-    w->seg_bytes = w->phys_bytes = m->seg_bytes; /* the preallocated end went too */
+    w->seg_bytes = w->phys_bytes = w->zeroed = m->seg_bytes; /* the preallocated end went too */
     w->total_bytes = m->total_bytes;
     w->unsynced_bytes = 0; /* the fdatasync above covered the whole segment */
     if (e != 0) {
@@ -1066,7 +1101,7 @@ static int adopt_last(struct replay *r, int fd, uint64_t segno, uint64_t end, ui
         return sys_fail(r->w, r->err, r->errlen, DOTDB_EOS, errno, "cannot seek in", name);
     r->w->fd = fd;
     r->w->segno = segno;
-    r->w->seg_bytes = end;
+    r->w->seg_bytes = r->w->zeroed = end; /* zeros past end: maybe only reserved */
     r->w->phys_bytes = phys;
     return DOTDB_OK;
 }
@@ -1174,7 +1209,7 @@ static int start_log(struct replay *r)
         return rc;
     r->w->fd = fd;
     r->w->segno = r->w->first_segno = segno;
-    r->w->seg_bytes = WAL_SEG_HDR_SIZE;
+    r->w->seg_bytes = r->w->zeroed = WAL_SEG_HDR_SIZE;
     r->w->phys_bytes = phys;
     r->w->total_bytes = WAL_SEG_HDR_SIZE;
     return DOTDB_OK;

@@ -19,7 +19,7 @@ secs=${SECS:-3} records=${RECORDS:-100000}
 T=$(mktemp -d "${TMPDIR:-/tmp}/dotdb-ab.XXXXXX")
 rp=""
 cleanup() {
-  build-bench/dotdb --db "$T/d" coordinator stop >/dev/null 2>&1 || true
+  for d in "$T"/d*; do [[ -d $d ]] && build-bench/dotdb --db "$d" coordinator stop >/dev/null 2>&1; done
   [[ -n $rp ]] && { kill "$rp" 2>/dev/null; wait "$rp" 2>/dev/null || true; }
   rm -rf "$T"
 }
@@ -29,23 +29,29 @@ redis-server --port 0 --unixsocket "$T/redis/s" --unixsocketperm 700 --dir "$T/r
   --appendonly yes --appendfsync everysec --save "" --daemonize no --logfile "$T/redis/log" &
 rp=$!
 for _ in $(seq 200); do [[ -S $T/redis/s ]] && break; sleep 0.05; done
-first=""
-for m in "$@"; do [[ $m != redis ]] && { first=$m; break; }; done
-if [[ -n $first ]]; then
-  "$B/bench_dotdb" --workload load --dir "$T/d" --records "$records" --coordinator "$first" >/dev/null
-fi
+# every coordinator build gets its own data directory, loaded by itself, so
+# that none writes into WAL space another one prepared
+i=0
+for m in "$@"; do
+  i=$((i + 1))
+  [[ $m == redis ]] && continue
+  "$B/bench_dotdb" --workload load --dir "$T/d$i" --records "$records" --coordinator "$m" >/dev/null
+  build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true
+done
 "$B/bench_redis" --workload load --dir "$T/r" --records "$records" --socket "$T/redis/s" >/dev/null
 for _ in $(seq "$rounds"); do
+  i=0
   for m in "$@"; do
+    i=$((i + 1))
     if [[ $m == redis ]]; then
       out=$("$B/bench_redis" --workload durable_put_8c --dir "$T/r" --records "$records" \
               --seconds "$secs" --socket "$T/redis/s" | grep '^RESULT')
       st=""
     else
-      build-bench/dotdb --db "$T/d" coordinator stop >/dev/null 2>&1 || true
-      out=$("$B/bench_dotdb" --workload durable_put_8c --dir "$T/d" --records "$records" \
+      build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true
+      out=$("$B/bench_dotdb" --workload durable_put_8c --dir "$T/d$i" --records "$records" \
               --seconds "$secs" --coordinator "$m" | grep '^RESULT')
-      st=$(build-bench/dotdb --db "$T/d" stats 2>/dev/null |
+      st=$(build-bench/dotdb --db "$T/d$i" stats 2>/dev/null |
              grep -o '"batches":[0-9]*,"fsyncs":[0-9]*\(,"fsyncs_inline":[0-9]*,"fsync_inline_avg_us":[0-9]*\)\?' || true)
     fi
     echo "$m: $(awk '{print $4, $5, $6}' <<<"$out") $st"

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -615,7 +618,7 @@ Test(wal, preallocation_reserves_ahead_and_trims_sealed_segments)
     char err[512];
     const uint64_t seg = 64 << 10, step = 16 << 10;
     cr_assert_eq(wal_open(g_dir, seg, &w, err, sizeof err), DOTDB_OK, "%s", err);
-    wal_set_preallocate(w, step);
+    wal_set_preallocate(w, step, false);
     cr_assert_eq(wal_replay(w, 0, collect, &s, &info, err, sizeof err), DOTDB_OK, "%s", err);
     cr_assert_eq(file_size(1), (long)(32 + 1 + step), "a new segment is reserved at once");
     uint64_t lsn = 1;
@@ -635,6 +638,80 @@ Test(wal, preallocation_reserves_ahead_and_trims_sealed_segments)
     free(b);
     cr_assert_eq(file_size(1), (long)len);
     cr_assert_eq(wal_total_bytes(w), (uint64_t)file_size(1) + wal_current_bytes(w));
+    cr_assert_gt(file_size(2), (long)wal_current_bytes(w), "the new segment has zeros ahead");
+    uint64_t last = lsn - 1;
+    wal_close(w);
+    memset(&s, 0, sizeof s);
+    w = open_replay(seg, 0, &info, &s);
+    assert_lsns(&s, 1, last);
+    cr_assert_str_empty(info.warning);
+    cr_assert_eq(wal_check(g_dir, 0, &info, err, sizeof err), DOTDB_OK, "%s", err);
+    cr_assert_str_empty(info.warning);
+    wal_close(w);
+}
+
+/* Does an extent of segment segno within [from, to) say it is only
+ * reserved (FIEMAP_EXTENT_UNWRITTEN)?  1 yes, 0 no, -1 when the file
+ * system cannot tell. */
+static int has_unwritten(uint64_t segno, uint64_t from, uint64_t to)
+{
+    char p[256];
+    seg_path(segno, p, sizeof p);
+    int fd = open(p, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    enum { N = 64 };
+    struct fiemap *fm = calloc(1, sizeof *fm + N * sizeof(struct fiemap_extent));
+    cr_assert_not_null(fm);
+    fm->fm_start = from;
+    fm->fm_length = to - from;
+    fm->fm_flags = FIEMAP_FLAG_SYNC;
+    fm->fm_extent_count = N;
+    int r = ioctl(fd, FS_IOC_FIEMAP, fm) != 0 ? -1 : 0;
+    for (unsigned i = 0; r == 0 && i < fm->fm_mapped_extents; i++)
+        if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+            r = 1;
+    free(fm);
+    close(fd);
+    return r;
+}
+
+/* With write_zeros the space ahead of the records is written, not only
+ * reserved (where the file system can tell), and holds zeros; sealed
+ * segments are trimmed as without it; a restart finds every record and
+ * says nothing. */
+Test(wal, written_zeros_ahead_of_the_records)
+{
+    wal *w = NULL;
+    wal_replay_info info;
+    struct seen s = {0};
+    char err[512];
+    const uint64_t seg = 256 << 10, step = 64 << 10;
+    cr_assert_eq(wal_open(g_dir, seg, &w, err, sizeof err), DOTDB_OK, "%s", err);
+    wal_set_preallocate(w, step, true);
+    cr_assert_eq(wal_replay(w, 0, collect, &s, &info, err, sizeof err), DOTDB_OK, "%s", err);
+    log_range(w, 1, 20);
+    uint64_t used = wal_current_bytes(w);
+    long fs = file_size(1);
+    cr_assert_geq(fs, (long)(used + step / 2), "zeros were written ahead: %ld", fs);
+    cr_assert_leq(fs, (long)seg);
+    size_t len;
+    uint8_t *b = read_seg(1, &len);
+    cr_assert_eq(len, (size_t)fs);
+    for (size_t i = used; i < len; i++)
+        cr_assert_eq(b[i], 0, "byte %zu after the records is not zero", i);
+    free(b);
+    uint64_t page_after = (used + 4095) / 4096 * 4096, page_end = (uint64_t)fs / 4096 * 4096;
+    int u = has_unwritten(1, page_after, page_end);
+    cr_assert(u != 1, "the zeros ahead are only reserved, not written");
+    uint64_t lsn = 21;
+    while (wal_current_segno(w) == 1) {
+        log_range(w, lsn, lsn + 9);
+        lsn += 10;
+    }
+    b = read_seg(1, &len);
+    free(b);
+    cr_assert_eq(file_size(1), (long)len, "the sealed segment is trimmed to its records");
     cr_assert_gt(file_size(2), (long)wal_current_bytes(w), "the new segment has zeros ahead");
     uint64_t last = lsn - 1;
     wal_close(w);
