@@ -629,13 +629,14 @@ void dotdb_close(dotdb *db)
     if (db == NULL)
         return;
     conn_unref(atomic_load(&db->cur));
+    free(atomic_load(&db->spare_txn));
     pthread_mutex_destroy(&db->mu);
     free(db);
 }
 
 int cl_check_name(dotdb *db, const char *coll)
 {
-    if (coll == NULL || !name_is_valid(coll, strlen(coll)))
+    if (name_cstr_len(coll) == 0)
         return cl_fail(db, DOTDB_EBADNAME,
                        "invalid collection name \"%.80s\": use 1 to 64 characters A-Z a-z 0-9 _ "
                        ". -, not starting with . or -", coll ? coll : "(null)");

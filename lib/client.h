@@ -48,6 +48,8 @@ struct dotdb {
     char errmsg[1024];
     uint32_t rnd;             /* per-handle random part of generated ids */
     _Atomic uint64_t id_clock; /* ms << 16 | counter */
+    _Atomic(struct dotdb_txn *) spare_txn; /* one ended transaction's memory,
+                                            * for the next dotdb_txn_begin */
 };
 
 /* Set db->errmsg (printf-style) and return rc. */

@@ -396,8 +396,12 @@ int dotdb_txn_begin(dotdb *db, unsigned flags, dotdb_txn **out)
     *out = NULL;
     if (flags & ~(DOTDB_TXN_READONLY | DOTDB_TXN_SERIALIZABLE))
         return cl_fail(db, DOTDB_EINVAL, "unknown transaction flags 0x%x", flags);
-    dotdb_txn *t = calloc(1, sizeof *t);
-    if (t == NULL)
+    /* A point read is begin, get, abort: the memory of the last ended
+     * transaction is taken again instead of a calloc and a free each. */
+    dotdb_txn *t = atomic_exchange_explicit(&db->spare_txn, NULL, memory_order_acquire);
+    if (t != NULL)
+        memset(t, 0, sizeof *t);
+    else if ((t = calloc(1, sizeof *t)) == NULL)
         return cl_fail(db, DOTDB_ENOMEM, "out of memory");
     int rc = cl_conn_get(db, &t->c);
     if (rc == 0)
@@ -548,9 +552,14 @@ static void txn_free(dotdb_txn *t)
     conn_unref(t->c);
     for (size_t i = 0; i < t->n_w; i++)
         free(t->w[i].doc);
-    free(t->w);
-    free(t->r);
-    free(t);
+    if (t->w != NULL)
+        free(t->w);
+    if (t->r != NULL)
+        free(t->r);
+    dotdb_txn *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&t->db->spare_txn, &none, t,
+                                                 memory_order_release, memory_order_relaxed))
+        free(t); /* another thread's is kept already */
 }
 
 int dotdb_txn_commit(dotdb_txn *txn)

@@ -148,16 +148,29 @@ int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen)
     return 1;
 }
 
+/* 1: a character a name may have anywhere; 2: not as its first. */
+static const uint8_t name_chars[256] = {
+    ['-'] = 2, ['.'] = 2, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['_'] = 1, ['a' ... 'z'] = 1,
+};
+
 int name_is_valid(const char *name, size_t len)
 {
-    if (len == 0 || len > DOTDB_COLL_NAME_MAX)
+    if (len == 0 || len > DOTDB_COLL_NAME_MAX || name_chars[(unsigned char)name[0]] != 1)
         return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 c == '_' || (i > 0 && (c == '.' || c == '-'));
-        if (!ok)
+    for (size_t i = 1; i < len; i++)
+        if (name_chars[(unsigned char)name[i]] == 0)
+            return 0;
+    return 1;
+}
+
+size_t name_cstr_len(const char *name)
+{
+    if (name == NULL || name_chars[(unsigned char)name[0]] != 1)
+        return 0;
+    for (size_t i = 1;; i++) {
+        if (name[i] == '\0')
+            return i;
+        if (i == DOTDB_COLL_NAME_MAX || name_chars[(unsigned char)name[i]] == 0)
             return 0;
     }
-    return 1;
 }

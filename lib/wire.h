@@ -156,4 +156,8 @@ int batch_next(batch_iter *it, batch_op *op, char *err, size_t errlen);
 /* Collection name rule: ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$.  1 valid, 0 not. */
 int name_is_valid(const char *name, size_t len);
 
+/* The length of NUL-terminated `name` when it follows that rule, else 0
+ * (also for NULL); reads at most DOTDB_COLL_NAME_MAX + 1 bytes. */
+size_t name_cstr_len(const char *name);
+
 #endif /* DOTDB_WIRE_H */

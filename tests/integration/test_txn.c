@@ -5,6 +5,8 @@
  */
 #include "harness.h"
 
+#include <pthread.h>
+
 static long view_v(dotdb_txn *t, const char *coll, const char *id)
 {
     dotdb_doc d;
@@ -170,6 +172,122 @@ Test(txn, abort_and_delete_and_a_collection_created_after_the_snapshot, .timeout
     cr_expect_eq(dotdb_txn_commit(t), DOTDB_ECONFLICT);
     cr_expect(strstr(dotdb_errmsg(db), "created after snapshot") != NULL, "%s", dotdb_errmsg(db));
     cr_expect_eq(get_v(db, "late", "b"), -1);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* Threads sharing one handle (dotdb.h allows it), each with its own
+ * transactions: begin/get/abort point reads and read-write transactions
+ * whose buffered writes only they see.  Ended transactions' memory is
+ * reused by the next begin on any thread (lib/read.c), so a transaction
+ * that kept anything of an earlier one shows here. */
+typedef struct {
+    dotdb *db;
+    int me;
+    int bad;
+    char why[160];
+} share_arg;
+
+/* view_v without Criterion's assertions, which are not for other threads
+ * (-200: the document has no integer "v"). */
+static long thread_view_v(dotdb_txn *t, const char *coll, const char *id)
+{
+    dotdb_doc d;
+    dotdb_value v;
+    int rc = dotdb_txn_get(t, coll, id, &d);
+    if (rc != DOTDB_OK)
+        return rc == DOTDB_ENOTFOUND || rc == DOTDB_ENOCOLL ? -1 : -100 + rc;
+    if (dotdb_doc_get(&d, "v", &v) != DOTDB_OK || v.type != DOTDB_T_INT)
+        return -200;
+    return (long)v.i;
+}
+
+static void *share_worker(void *p)
+{
+    share_arg *a = p;
+    char mine[32], other[32];
+    snprintf(mine, sizeof mine, "t%d", a->me);
+    snprintf(other, sizeof other, "t%d", (a->me + 1) % 4);
+    for (int i = 0; i < 3000 && !a->bad; i++) {
+        dotdb_txn *t;
+        char id[32];
+        snprintf(id, sizeof id, "k%d", (i * 7 + a->me) % 50);
+        if (dotdb_txn_begin(a->db, DOTDB_TXN_READONLY, &t) != DOTDB_OK) {
+            snprintf(a->why, sizeof a->why, "begin: %s", dotdb_errmsg(a->db));
+            a->bad = 1;
+            break;
+        }
+        long v = thread_view_v(t, "shared", id);
+        long o = thread_view_v(t, "shared", other);
+        dotdb_txn_abort(t);
+        /* the other thread's key: 0 or a committed write (i % 100 == 50),
+         * never one it aborted or had only buffered */
+        if (v != (i * 7 + a->me) % 50 || (o != 0 && (o < 1000000 || (o - 1000000) % 100 != 50))) {
+            snprintf(a->why, sizeof a->why, "%s read %ld, %s read %ld", id, v, other, o);
+            a->bad = 1;
+            break;
+        }
+        if (i % 50 == 0) {
+            if (dotdb_txn_begin(a->db, 0, &t) != DOTDB_OK) {
+                a->bad = 1;
+                break;
+            }
+            char doc[96];
+            int n = snprintf(doc, sizeof doc, "{\"id\":\"%s\",\"v\":%d}", mine, 1000000 + i);
+            int rc = dotdb_txn_put(t, "shared", doc, (size_t)n, NULL);
+            long seen = thread_view_v(t, "shared", mine);
+            if (rc != DOTDB_OK || seen != 1000000 + i) {
+                snprintf(a->why, sizeof a->why, "own buffered write: rc %d, read %ld", rc, seen);
+                a->bad = 1;
+                dotdb_txn_abort(t);
+                break;
+            }
+            if (i % 100 == 0) {
+                dotdb_txn_abort(t); /* never stored: no one may see 1000000 + i */
+            } else if ((rc = dotdb_txn_commit(t)) != DOTDB_OK) {
+                snprintf(a->why, sizeof a->why, "commit: %s", dotdb_errmsg(a->db));
+                a->bad = 1;
+                break;
+            }
+        }
+    }
+    return NULL;
+}
+
+Test(txn, threads_sharing_one_handle_keep_their_transactions_apart, .timeout = 120)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    for (int k = 0; k < 50; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "k%d", k);
+        put(db, "shared", id, k);
+    }
+    for (int k = 0; k < 4; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", k);
+        put(db, "shared", id, 0);
+    }
+    pthread_t th[4];
+    share_arg a[4];
+    for (int k = 0; k < 4; k++) {
+        a[k] = (share_arg){.db = db, .me = k};
+        cr_assert_eq(pthread_create(&th[k], NULL, share_worker, &a[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(pthread_join(th[k], NULL), 0);
+        cr_expect_eq(a[k].bad, 0, "thread %d: %s", k, a[k].why);
+    }
+    /* every thread's last committed write is there, the aborted ones not */
+    for (int k = 0; k < 4; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", k);
+        long v = get_v(db, "shared", id);
+        cr_expect(v == 0 || (v > 1000000 && (v - 1000000) % 100 == 50), "%s = %ld", id, v);
+    }
     dotdb_close(db);
     h_stop(&c);
     h_cleanup(&c);
