@@ -167,6 +167,9 @@ typedef struct apply_ctx {
     size_t log_start; /* op count position in out->log */
     int64_t now_ms;
     int docs_checked; /* engine_check_docs passed: documents are valid */
+    const engine_doc_meta *meta; /* and what it found, per operation (or NULL) */
+    size_t n_meta;
+    shm_coll *last_coll; /* where the last document went (prefetch hint) */
 } apply_ctx;
 
 static shm_coll *coll_ptr(engine *e, const shm_cat_entry *ce)
@@ -221,13 +224,14 @@ static int check_conflict(apply_ctx *ax, const shm_cat_entry *ce, uint64_t head)
     return 0;
 }
 
-/* Link a new version (doc, or a tombstone when doc == NULL) as the head. */
-static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t id_len,
-                        size_t id_pos, const uint8_t *doc, size_t doc_len)
+/* Link a new version (doc, or a tombstone when doc == NULL) as the head;
+ * hash is snap_id_hash(id). */
+static int link_version_h(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t id_len,
+                          uint64_t hash, size_t id_pos, const uint8_t *doc, size_t doc_len)
 {
     engine *e = ax->e;
     shm_coll *c = coll_ptr(e, ce);
-    uint64_t slot, head = idx_find(e->r, c, id, id_len, &slot);
+    uint64_t slot, head = idx_find_h(e->r, c, id, id_len, hash, &slot);
     int rc = check_conflict(ax, ce, head);
     if (rc != 0)
         return rc;
@@ -251,7 +255,7 @@ static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t
 
     uint64_t old_table;
     size_t old_table_bytes;
-    rc = idx_set_head(e->r, c, slot, off, snap_id_hash(id, id_len), &old_table, &old_table_bytes);
+    rc = idx_set_head(e->r, c, slot, off, hash, &old_table, &old_table_bytes);
     if (rc != 0) {
         region_free(e->r, off, v->alloc_size); /* never linked */
         snprintf(ax->err, ax->errlen, "shared memory is full while growing the index");
@@ -287,6 +291,12 @@ static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t
     return rc;
 }
 
+static int link_version(apply_ctx *ax, shm_cat_entry *ce, const char *id, size_t id_len,
+                        size_t id_pos, const uint8_t *doc, size_t doc_len)
+{
+    return link_version_h(ax, ce, id, id_len, snap_id_hash(id, id_len), id_pos, doc, doc_len);
+}
+
 static int op_write_doc(apply_ctx *ax, const batch_op *op)
 {
     engine *e = ax->e;
@@ -298,7 +308,14 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
         return DOTDB_ETOOBIG;
     }
     int rc = 0;
-    if (ax->docs_checked) {
+    const engine_doc_meta *m = ax->meta && ax->opno < ax->n_meta ? &ax->meta[ax->opno] : NULL;
+    uint64_t hash = 0;
+    if (m && m->id_len) {
+        /* engine_check_docs found it in these very bytes */
+        id = (const char *)op->doc + m->id_pos;
+        id_len = m->id_len;
+        hash = m->hash;
+    } else if (ax->docs_checked) {
         /* validated by engine_check_docs: the id is a string of 1..255 */
         codec_val v;
         codec_obj_get((codec_val){op->doc, op->doc_len}, "id", 2, &v);
@@ -334,8 +351,11 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
             return DOTDB_ENOTFOUND;
         }
     }
-    return link_version(ax, ce, id, id_len, (size_t)(id - (const char *)op->doc), op->doc,
-                        op->doc_len);
+    ax->last_coll = coll_ptr(e, ce);
+    if (!(m && m->id_len))
+        hash = snap_id_hash(id, id_len);
+    return link_version_h(ax, ce, id, id_len, hash, (size_t)(id - (const char *)op->doc), op->doc,
+                          op->doc_len);
 }
 
 static int op_delete_or_check(apply_ctx *ax, const batch_op *op)
@@ -691,6 +711,10 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     engine_out local = {0};
     apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen,
                     .docs_checked = out ? out->docs_checked : 0};
+    if (ax.docs_checked && out->meta) {
+        ax.meta = out->meta;
+        ax.n_meta = out->n_meta;
+    }
     int rc = batch_iter_init(&it, batch, len, err, errlen);
     if (rc != 0)
         return rc;
@@ -707,6 +731,12 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
         inner[0] = 0; /* not = "": that would clear 400 bytes per operation */
         ax.err = inner;
         ax.errlen = sizeof inner;
+        /* A batch of new ids waits on one table miss per document: start
+         * the one APPLY_AHEAD documents on now (same collection assumed). */
+        enum { APPLY_AHEAD = 8 };
+        if (ax.last_coll && ax.opno + APPLY_AHEAD < ax.n_meta &&
+            ax.meta[ax.opno + APPLY_AHEAD].id_len)
+            idx_prefetch(e->r, ax.last_coll, ax.meta[ax.opno + APPLY_AHEAD].hash);
         rc = apply_op(&ax, &op);
         if (rc == 0 && ax.out && !bop_is_derived(op.kind))
             rc = batch_add(&ax.out->log, ax.log_start, &op);
@@ -730,8 +760,8 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     return 0;
 }
 
-int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, char *err,
-                      size_t errlen)
+int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, dbuf *meta,
+                      char *err, size_t errlen)
 {
     batch_iter it;
     batch_op op;
@@ -739,8 +769,14 @@ int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t firs
     if (rc != 0)
         return rc;
     for (uint32_t n = first_op; (rc = batch_next(&it, &op, err, errlen)) == 1; n++) {
-        if (op.kind != BOP_PUT && op.kind != BOP_UPDATE)
+        engine_doc_meta m = {0};
+        if (op.kind != BOP_PUT && op.kind != BOP_UPDATE) {
+            if (meta && dbuf_append(meta, &m, sizeof m) != 0) {
+                snprintf(err, errlen, "coordinator out of memory");
+                return DOTDB_ENOMEM;
+            }
             continue;
+        }
         char inner[400];
         inner[0] = 0;
         const char *id;
@@ -758,6 +794,15 @@ int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t firs
         if (rc != 0) {
             snprintf(err, errlen, "operation %u: %s", n, inner[0] ? inner : dotdb_strerror(rc));
             return rc;
+        }
+        if (meta) {
+            m = (engine_doc_meta){.hash = snap_id_hash(id, id_len),
+                                  .id_pos = (uint32_t)((const uint8_t *)id - op.doc),
+                                  .id_len = (uint32_t)id_len};
+            if (dbuf_append(meta, &m, sizeof m) != 0) {
+                snprintf(err, errlen, "coordinator out of memory");
+                return DOTDB_ENOMEM;
+            }
         }
     }
     return rc;

@@ -53,11 +53,23 @@ int engine_apply(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *
  * the per-operation counts for the client (wire.h).  Caller-owned
  * buffers: initialise with dbuf_init, free with dbuf_free.
  */
+/* What engine_check_docs learnt about one operation of a batch, for the
+ * apply of the same bytes (all zero for an operation that is not a PUT or
+ * UPDATE). */
+typedef struct engine_doc_meta {
+    uint64_t hash;   /* snap_id_hash of the document's id */
+    uint32_t id_pos; /* the id's bytes are at doc + id_pos */
+    uint32_t id_len; /* 0: nothing known */
+} engine_doc_meta;
+
 typedef struct engine_out {
     int64_t now_ms;  /* in: the time $currentDate writes */
     int docs_checked; /* in: engine_check_docs() passed on this very batch, whose
                        * bytes have stayed in the coordinator's memory since:
                        * its PUT / UPDATE documents are not validated again */
+    const engine_doc_meta *meta; /* in, with docs_checked: what it found, one
+                                  * entry per operation, or NULL */
+    size_t n_meta;
     int is_resolved; /* out: log `log` instead of the request */
     dbuf log;
     dbuf reply;
@@ -75,10 +87,12 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
  * arrives in fragments (WIRE_F_MORE): each fragment is checked as it
  * comes, while the client is still encoding the next, and the assembled
  * batch is applied with docs_checked.  first_op numbers the fragment's
- * operations in messages ("operation N: ...").
+ * operations in messages ("operation N: ...").  With meta (caller-owned,
+ * may be NULL) one engine_doc_meta per operation of the fragment is
+ * appended to it, for engine_out.meta.
  */
-int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, char *err,
-                      size_t errlen);
+int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, dbuf *meta,
+                      char *err, size_t errlen);
 
 /* Make everything applied up to `lsn` visible (seq_cst store of
  * commit_lsn) after retiring what it superseded. */

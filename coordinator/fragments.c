@@ -14,11 +14,13 @@ void frag_init(frag_batch *f)
 {
     memset(f, 0, sizeof *f);
     dbuf_init(&f->buf);
+    dbuf_init(&f->meta);
 }
 
 void frag_free(frag_batch *f)
 {
     dbuf_free(&f->buf);
+    dbuf_free(&f->meta);
     frag_init(f);
 }
 
@@ -45,7 +47,7 @@ static void frag_append(frag_batch *f, engine *e, const uint8_t *p, size_t len, 
         frag_fail(f, DOTDB_ETOOBIG, msg);
         return;
     }
-    int rc = engine_check_docs(e, p, len, f->nops, err, sizeof err);
+    int rc = engine_check_docs(e, p, len, f->nops, &f->meta, err, sizeof err);
     if (rc != 0) {
         frag_fail(f, rc, err);
         return;
@@ -86,10 +88,13 @@ int frag_finish(frag_batch *f, engine *e, const uint8_t *p, size_t len, size_t m
 void frag_reset(frag_batch *f)
 {
     f->buf.len = 0;
+    f->meta.len = 0;
     f->nops = 0;
     f->active = 0;
     f->status = 0;
     f->err[0] = 0;
-    if (f->buf.cap > FRAG_KEEP)
+    if (f->buf.cap > FRAG_KEEP) {
         dbuf_free(&f->buf);
+        dbuf_free(&f->meta);
+    }
 }

@@ -32,6 +32,7 @@
 
 typedef struct frag_batch {
     dbuf buf;        /* u32 nops, then the operations of the fragments so far */
+    dbuf meta;       /* engine_doc_meta of each of those operations */
     uint32_t nops;
     int active;      /* a fragment arrived and the batch has not ended */
     int status;      /* the first error (0: none) */

@@ -671,6 +671,8 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
         return;
     }
     out->docs_checked = 0;
+    out->meta = NULL;
+    out->n_meta = 0;
     if (s->frag.active) { /* the last frame: the batch is the assembly */
         const uint8_t *whole;
         int rc = frag_finish(&s->frag, e, p, len, max_frame(srv), &whole, &len);
@@ -681,6 +683,8 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
         }
         p = whole;
         out->docs_checked = 1;
+        out->meta = (const engine_doc_meta *)s->frag.meta.data;
+        out->n_meta = s->frag.meta.len / sizeof *out->meta;
     }
     if (srv->read_only) {
         queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);

@@ -58,9 +58,21 @@ static shm_table *coll_table(shm_region *r, shm_coll *c)
 
 uint64_t idx_find(shm_region *r, shm_coll *c, const char *id, size_t id_len, uint64_t *slot)
 {
+    return idx_find_h(r, c, id, id_len, snap_id_hash(id, id_len), slot);
+}
+
+void idx_prefetch(shm_region *r, shm_coll *c, uint64_t hash)
+{
+    const shm_table *t = coll_table(r, c);
+    __builtin_prefetch(&t->slots[hash & (t->nslots - 1)], 1);
+}
+
+uint64_t idx_find_h(shm_region *r, shm_coll *c, const char *id, size_t id_len, uint64_t h,
+                    uint64_t *slot)
+{
     const uint8_t *base = region_base(r);
     shm_table *t = coll_table(r, c);
-    uint64_t h = snap_id_hash(id, id_len), mask = t->nslots - 1;
+    uint64_t mask = t->nslots - 1;
     *slot = UINT64_MAX;
     for (uint64_t i = h & mask, n = 0; n < t->nslots; i = (i + 1) & mask, n++) {
         uint64_t w = atomic_load_explicit(&t->slots[i], memory_order_relaxed);

@@ -30,6 +30,14 @@ size_t idx_table_bytes(const shm_table *t);
  */
 uint64_t idx_find(shm_region *r, shm_coll *c, const char *id, size_t id_len, uint64_t *slot);
 
+/* idx_find with the id's snap_id_hash already known. */
+uint64_t idx_find_h(shm_region *r, shm_coll *c, const char *id, size_t id_len, uint64_t hash,
+                    uint64_t *slot);
+
+/* Start loading the table line where idx_find_h(hash) looks first: a hint,
+ * no effect on the table. */
+void idx_prefetch(shm_region *r, shm_coll *c, uint64_t hash);
+
 /*
  * Make ver_off the head for its id.  `slot` is what idx_find returned when
  * the id had a slot (the caller has already set the new version's
