@@ -76,10 +76,14 @@ typedef struct session {
     size_t out_pos;
     rdr_page *slots;        /* this connection's reader slots (I8) */
     uint64_t ousted_mask;   /* slots expired by max_snapshot_age */
-    /* What each ousted slot held (snapshot LSN, start time), kept here and
+    /* What each ousted slot held (snapshot LSN, begin_seq), kept here and
      * not in the client's writable page: the slot is ignored while it
      * still holds exactly that snapshot. */
-    uint64_t ousted_lsn[RDR_SLOTS], ousted_started[RDR_SLOTS];
+    uint64_t ousted_lsn[RDR_SLOTS], ousted_seq[RDR_SLOTS];
+    /* Each slot's snapshot as the tick last saw it (snapshot LSN and
+     * begin_seq) and since when (0: idle when last looked at): snapshot
+     * ages are timed here, to within one tick, not trusted to the page. */
+    uint64_t seen_lsn[RDR_SLOTS], seen_seq[RDR_SLOTS], seen_ns[RDR_SLOTS];
     uint64_t partial_since_ns; /* handshake or a frame incomplete since then; 0: none */
     uint32_t conn_id;
     pid_t pid;
@@ -262,9 +266,9 @@ static int slot_is_ousted(const session *s, uint32_t i, uint64_t lsn)
     if (!((s->ousted_mask >> i) & 1) || lsn != s->ousted_lsn[i])
         return 0;
     /* Loaded after snapshot_lsn: a snapshot begun again at the same LSN
-     * has stored a new start time before it, and so is not ignored. */
-    return atomic_load_explicit(&s->slots->slots[i].started_ns, memory_order_seq_cst) ==
-           s->ousted_started[i];
+     * has stored a new begin_seq before it, and so is not ignored. */
+    return atomic_load_explicit(&s->slots->slots[i].begin_seq, memory_order_seq_cst) ==
+           s->ousted_seq[i];
 }
 
 static uint64_t min_active_snapshot(server *srv)
@@ -737,7 +741,10 @@ static int snapshots_json(server *srv, dbuf *out)
             uint64_t lsn = atomic_load(&s->slots->slots[i].snapshot_lsn);
             if (lsn == 0)
                 continue;
-            uint64_t st = atomic_load(&s->slots->slots[i].started_ns);
+            /* the age the tick has timed; 0 for one it has not seen yet */
+            uint64_t seq = atomic_load(&s->slots->slots[i].begin_seq);
+            uint64_t st = s->seen_ns[i] && s->seen_lsn[i] == lsn && s->seen_seq[i] == seq
+                              ? s->seen_ns[i] : 0;
             char b[200];
             int n = snprintf(b, sizeof b,
                              "%s{\"pid\":%d,\"connection\":%u,\"lsn\":%" PRIu64 ",\"age_ms\":%" PRIu64
@@ -1144,33 +1151,39 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* ---- timers and signals ---- */
 
 /*
- * Oust every snapshot older than max_snapshot_age_ms.  The slot page is
- * written by the client, so its start time is not trusted: a snapshot
- * whose start time is 0 or lies in the future (garbage, or a client
- * dodging the limit) counts as too old.  A client that keeps rewriting a
- * plausible start time can still pin versions, but only its own
- * connection's, and only until it disconnects (I1, I8).
+ * Time every snapshot (every tick) and oust those older than
+ * max_snapshot_age_ms.  A snapshot is a slot's (snapshot_lsn, begin_seq)
+ * pair; its age counts from the tick that first saw it, so a snapshot
+ * lives at most one tick (50 ms) longer than the limit, and nothing the
+ * client writes into its page can make it look younger except changing
+ * that pair, i.e. looking like a new snapshot.  A client that keeps doing
+ * so while it reads can still pin versions, but only its own connection's,
+ * and only until it disconnects (I1, I8).
  */
 static void expire_snapshots(server *srv)
 {
     uint64_t max_ns = srv->a->cfg->max_snapshot_age_ms * 1000000ull, now = rdr_now_ns();
-    if (max_ns == 0)
-        return;
     for (session *s = srv->sessions; s; s = s->next) {
         for (uint32_t i = 0; s->slots && i < RDR_SLOTS; i++) {
             rdr_slot *sl = &s->slots->slots[i];
-            /* started_ns after snapshot_lsn: pairs with the client's
+            /* begin_seq after snapshot_lsn: pairs with the client's
              * relaxed store of it before its seq_cst store of the LSN. */
-            uint64_t lsn = atomic_load(&sl->snapshot_lsn), st = atomic_load(&sl->started_ns);
+            uint64_t lsn = atomic_load(&sl->snapshot_lsn), seq = atomic_load(&sl->begin_seq);
+            if (lsn == 0) {
+                s->seen_ns[i] = 0;
+            } else if (s->seen_ns[i] == 0 || lsn != s->seen_lsn[i] || seq != s->seen_seq[i]) {
+                s->seen_lsn[i] = lsn; /* a snapshot this tick sees first */
+                s->seen_seq[i] = seq;
+                s->seen_ns[i] = now;
+            }
             if (lsn == 0 || !((s->ousted_mask >> i) & 1) || lsn != s->ousted_lsn[i] ||
-                st != s->ousted_started[i])
+                seq != s->ousted_seq[i])
                 s->ousted_mask &= ~(1ull << i); /* idle, or another snapshot */
-            if (lsn == 0 || (s->ousted_mask >> i) & 1)
+            if (max_ns == 0 || lsn == 0 || (s->ousted_mask >> i) & 1)
                 continue;
-            int is_garbage = st == 0 || st > now + 1000000000ull;
-            if (is_garbage || (now > st && now - st > max_ns)) {
+            if (now - s->seen_ns[i] > max_ns) {
                 s->ousted_lsn[i] = lsn;
-                s->ousted_started[i] = st;
+                s->ousted_seq[i] = seq;
                 s->ousted_mask |= 1ull << i;
                 srv->ousted++;
                 /* Pairs with the client's acquire load in cl_snap_check(). */

@@ -489,7 +489,11 @@ int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out)
             /* A mark left by an ousted earlier snapshot must not expire
              * this one when it gets the same LSN (no write in between). */
             atomic_store_explicit(&s->ousted_lsn, 0, memory_order_relaxed);
-            atomic_store_explicit(&s->started_ns, rdr_now_ns(), memory_order_relaxed);
+            /* No clock read on this path: the coordinator times snapshots
+             * from when it first sees this sequence number. */
+            atomic_store_explicit(&s->begin_seq,
+                                  atomic_load_explicit(&s->begin_seq, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
             *lsn_out = rdr_begin(s, (shm_header *)c->base);
             *slot_out = i;
             return 0;

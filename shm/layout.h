@@ -176,9 +176,10 @@ _Static_assert(sizeof(shm_version) == 40, "version header size");
 typedef struct rdr_slot {
     _Atomic uint64_t snapshot_lsn; /* 0 = idle; owner seq_cst store, coordinator
                                       seq_cst load (reclaim scan) */
-    _Atomic uint64_t started_ns;   /* CLOCK_MONOTONIC when the snapshot began;
-                                      owner relaxed store before snapshot_lsn;
-                                      coordinator reads for age and stats */
+    _Atomic uint64_t begin_seq;    /* owner adds 1 at every begin (relaxed store
+                                      before snapshot_lsn): with snapshot_lsn it
+                                      tells one snapshot from the next; the
+                                      coordinator times ages itself */
     _Atomic uint64_t ousted_lsn;   /* coordinator sets it to the slot's LSN when
                                       max_snapshot_age expired it; owner reads,
                                       and clears it (relaxed) when it begins a

@@ -1215,7 +1215,7 @@ Test(hostile, reader_slot_garbage_pins_versions_at_worst_until_disconnect, .time
     }
     /* The worst it can do: pin everything since LSN 1. */
     for (uint32_t i = 0; i < RDR_SLOTS; i++) {
-        atomic_store(&pg->slots[i].started_ns, rnd());
+        atomic_store(&pg->slots[i].begin_seq, rnd());
         atomic_store(&pg->slots[i].snapshot_lsn, 1);
     }
     write_versions(db, 1000, 1200);
@@ -1249,10 +1249,11 @@ Test(hostile, reader_slot_garbage_cannot_dodge_max_snapshot_age, .timeout = 60)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    /* start times of 0, of the far future, and an honest one */
-    const uint64_t starts[] = {0, UINT64_MAX, now + 3600ull * 1000000000ull, now};
+    /* sequence numbers of 0, 2^64 - 1, an hour's worth of ns ahead and
+     * an honest one: the coordinator times them all itself */
+    const uint64_t starts[] = {0, UINT64_MAX, now + 3600ull * 1000000000ull, 1};
     for (uint32_t i = 0; i < 4; i++) {
-        atomic_store(&pg->slots[i].started_ns, starts[i]);
+        atomic_store(&pg->slots[i].begin_seq, starts[i]);
         atomic_store(&pg->slots[i].snapshot_lsn, 1 + i);
     }
     write_versions(db, 1, 200);
