@@ -288,7 +288,7 @@ fail:
 }
 
 /* Is c still attached to a running coordinator of the same epoch? */
-static int conn_is_current(const conn *c)
+int cl_conn_is_current(const conn *c)
 {
     /* Pairs with the coordinator's release stores in lockfile.c. */
     return !atomic_load_explicit(&((conn *)c)->broken, memory_order_relaxed) &&
@@ -300,7 +300,7 @@ static int conn_is_current(const conn *c)
 static int reattach(dotdb *db, conn *stale)
 {
     conn *cur = atomic_load(&db->cur);
-    if (cur != stale && cur && conn_is_current(cur))
+    if (cur != stale && cur && cl_conn_is_current(cur))
         return 0; /* another thread already did it */
     conn *fresh;
     int rc = attach(db, &fresh);
@@ -319,7 +319,7 @@ int cl_conn_get(dotdb *db, conn **out)
     for (int tries = 0;; tries++) {
         atomic_fetch_add(&db->active, 1);
         conn *c = atomic_load(&db->cur);
-        if (c && conn_is_current(c)) {
+        if (c && cl_conn_is_current(c)) {
             atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
             atomic_fetch_sub(&db->active, 1);
             *out = c;
@@ -391,7 +391,7 @@ int cl_call(dotdb *db, uint16_t op, uint64_t lsn, const void *payload, size_t le
     pthread_mutex_lock(&db->mu);
     conn *cur = atomic_load(&db->cur);
     int rc = 0;
-    if (cur == NULL || !conn_is_current(cur))
+    if (cur == NULL || !cl_conn_is_current(cur))
         rc = reattach(db, cur);
     if (rc == 0) {
         c = atomic_load(&db->cur);
@@ -415,7 +415,7 @@ int cl_stream_begin(dotdb *db, cl_stream *st)
     pthread_mutex_lock(&db->mu);
     conn *cur = atomic_load(&db->cur);
     int rc = 0;
-    if (cur == NULL || !conn_is_current(cur))
+    if (cur == NULL || !cl_conn_is_current(cur))
         rc = reattach(db, cur);
     if (rc != 0) {
         pthread_mutex_unlock(&db->mu);
@@ -478,33 +478,53 @@ void cl_stream_abort(cl_stream *st, uint16_t op)
 int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out)
 {
     uint64_t used = atomic_load_explicit(&c->slot_used, memory_order_relaxed);
+    int spare_freed = 0;
     for (;;) {
+        if (used == UINT64_MAX && !spare_freed) {
+            /* one of them may be the idle slot an ended transaction keeps */
+            txn_spare_free(atomic_exchange_explicit(&db->spare_txn, NULL, memory_order_acquire));
+            spare_freed = 1;
+            used = atomic_load_explicit(&c->slot_used, memory_order_relaxed);
+            continue;
+        }
         if (used == UINT64_MAX)
             return cl_fail(db, DOTDB_EBUSY, "this handle already holds %u open snapshots "
                            "(transactions and cursors)", RDR_SLOTS);
         int i = __builtin_ctzll(~used);
         if (atomic_compare_exchange_weak_explicit(&c->slot_used, &used, used | (1ull << i),
                                                   memory_order_acquire, memory_order_relaxed)) {
-            rdr_slot *s = &c->slots->slots[i];
-            /* A mark left by an ousted earlier snapshot must not expire
-             * this one when it gets the same LSN (no write in between). */
-            atomic_store_explicit(&s->ousted_lsn, 0, memory_order_relaxed);
-            /* No clock read on this path: the coordinator times snapshots
-             * from when it first sees this sequence number. */
-            atomic_store_explicit(&s->begin_seq,
-                                  atomic_load_explicit(&s->begin_seq, memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
-            *lsn_out = rdr_begin(s, (shm_header *)c->base);
+            *lsn_out = cl_snap_resume(c, i);
             *slot_out = i;
             return 0;
         }
     }
 }
 
+uint64_t cl_snap_resume(conn *c, int slot)
+{
+    rdr_slot *s = &c->slots->slots[slot];
+    /* A mark left by an ousted earlier snapshot must not expire this one
+     * when it gets the same LSN (no write in between). */
+    atomic_store_explicit(&s->ousted_lsn, 0, memory_order_relaxed);
+    /* No clock read on this path: the coordinator times snapshots from
+     * when it first sees this sequence number. */
+    atomic_store_explicit(&s->begin_seq,
+                          atomic_load_explicit(&s->begin_seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return rdr_begin(s, (shm_header *)c->base);
+}
+
+void cl_snap_pause(conn *c, int slot) { rdr_end(&c->slots->slots[slot]); }
+
+void cl_slot_release(conn *c, int slot)
+{
+    atomic_fetch_and_explicit(&c->slot_used, ~(1ull << slot), memory_order_release);
+}
+
 void cl_snap_end(conn *c, int slot)
 {
-    rdr_end(&c->slots->slots[slot]);
-    atomic_fetch_and_explicit(&c->slot_used, ~(1ull << slot), memory_order_release);
+    cl_snap_pause(c, slot);
+    cl_slot_release(c, slot);
 }
 
 int cl_snap_check(dotdb *db, conn *c, int slot, uint64_t lsn)
@@ -632,8 +652,8 @@ void dotdb_close(dotdb *db)
 {
     if (db == NULL)
         return;
+    txn_spare_free(atomic_load(&db->spare_txn)); /* before cur: it may hold a reference */
     conn_unref(atomic_load(&db->cur));
-    free(atomic_load(&db->spare_txn));
     pthread_mutex_destroy(&db->mu);
     free(db);
 }

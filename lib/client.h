@@ -48,8 +48,10 @@ struct dotdb {
     char errmsg[1024];
     uint32_t rnd;             /* per-handle random part of generated ids */
     _Atomic uint64_t id_clock; /* ms << 16 | counter */
-    _Atomic(struct dotdb_txn *) spare_txn; /* one ended transaction's memory,
-                                            * for the next dotdb_txn_begin */
+    _Atomic(struct dotdb_txn *) spare_txn; /* one ended transaction, with its
+                                            * connection reference and idle
+                                            * reader slot, for the next
+                                            * dotdb_txn_begin (lib/read.c) */
 };
 
 /* Set db->errmsg (printf-style) and return rc. */
@@ -89,6 +91,19 @@ void cl_stream_abort(cl_stream *st, uint16_t op);
 /* Snapshots: claim a slot of c and publish a snapshot in it. */
 int cl_snap_begin(dotdb *db, conn *c, int *slot_out, uint64_t *lsn_out);
 void cl_snap_end(conn *c, int slot);
+/* cl_snap_end in two steps, for a slot kept claimed between snapshots:
+ * end the snapshot (the slot is idle but still this caller's), and give
+ * the slot back.  cl_snap_resume publishes a new snapshot in a slot kept
+ * so and returns its LSN. */
+void cl_snap_pause(conn *c, int slot);
+void cl_slot_release(conn *c, int slot);
+uint64_t cl_snap_resume(conn *c, int slot);
+/* c is still the live connection to the running coordinator. */
+int cl_conn_is_current(const conn *c);
+
+/* Free a spare transaction (db->spare_txn, lib/read.c) with the slot and
+ * connection reference it kept; NULL is fine. */
+void txn_spare_free(struct dotdb_txn *t);
 /* DOTDB_ESNAPSHOT_EXPIRED if the coordinator ousted the snapshot. */
 int cl_snap_check(dotdb *db, conn *c, int slot, uint64_t lsn);
 

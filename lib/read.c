@@ -391,26 +391,57 @@ int dotdb_stats(dotdb *db, const char *coll, char **json_out, size_t *len_out)
 
 /* ---- transactions ---- */
 
+/*
+ * The spare (db->spare_txn): the last ended transaction, kept with its
+ * connection reference and its reader slot (idle, still claimed).  A
+ * point read is begin, get, abort: from the spare, begin costs no calloc,
+ * no reference counting and no slot search, only the snapshot itself.
+ */
+static dotdb_txn *take_spare(dotdb *db)
+{
+    dotdb_txn *t = atomic_exchange_explicit(&db->spare_txn, NULL, memory_order_acquire);
+    if (t == NULL)
+        return NULL;
+    if (t->c == atomic_load(&db->cur) && cl_conn_is_current(t->c))
+        return t;
+    txn_spare_free(t); /* the coordinator restarted, or the handle re-attached */
+    return NULL;
+}
+
+void txn_spare_free(dotdb_txn *t)
+{
+    if (t == NULL)
+        return;
+    cl_slot_release(t->c, t->slot);
+    conn_unref(t->c);
+    free(t);
+}
+
 int dotdb_txn_begin(dotdb *db, unsigned flags, dotdb_txn **out)
 {
     *out = NULL;
     if (flags & ~(DOTDB_TXN_READONLY | DOTDB_TXN_SERIALIZABLE))
         return cl_fail(db, DOTDB_EINVAL, "unknown transaction flags 0x%x", flags);
-    /* A point read is begin, get, abort: the memory of the last ended
-     * transaction is taken again instead of a calloc and a free each. */
-    dotdb_txn *t = atomic_exchange_explicit(&db->spare_txn, NULL, memory_order_acquire);
-    if (t != NULL)
+    dotdb_txn *t = take_spare(db);
+    if (t != NULL) {
+        conn *c = t->c;
+        int slot = t->slot;
         memset(t, 0, sizeof *t);
-    else if ((t = calloc(1, sizeof *t)) == NULL)
-        return cl_fail(db, DOTDB_ENOMEM, "out of memory");
-    int rc = cl_conn_get(db, &t->c);
-    if (rc == 0)
-        rc = cl_snap_begin(db, t->c, &t->slot, &t->lsn);
-    if (rc != 0) {
-        if (t->c)
-            conn_unref(t->c);
-        free(t);
-        return rc;
+        t->c = c;
+        t->slot = slot;
+        t->lsn = cl_snap_resume(c, slot);
+    } else {
+        if ((t = calloc(1, sizeof *t)) == NULL)
+            return cl_fail(db, DOTDB_ENOMEM, "out of memory");
+        int rc = cl_conn_get(db, &t->c);
+        if (rc == 0)
+            rc = cl_snap_begin(db, t->c, &t->slot, &t->lsn);
+        if (rc != 0) {
+            if (t->c)
+                conn_unref(t->c);
+            free(t);
+            return rc;
+        }
     }
     t->db = db;
     t->flags = flags;
@@ -548,18 +579,19 @@ int dotdb_txn_delete(dotdb_txn *txn, const char *coll, const char *id)
 
 static void txn_free(dotdb_txn *t)
 {
-    cl_snap_end(t->c, t->slot);
-    conn_unref(t->c);
+    cl_snap_pause(t->c, t->slot);
     for (size_t i = 0; i < t->n_w; i++)
         free(t->w[i].doc);
     if (t->w != NULL)
         free(t->w);
     if (t->r != NULL)
         free(t->r);
+    t->w = NULL;
+    t->r = NULL;
     dotdb_txn *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&t->db->spare_txn, &none, t,
                                                  memory_order_release, memory_order_relaxed))
-        free(t); /* another thread's is kept already */
+        txn_spare_free(t); /* another thread's is kept already */
 }
 
 int dotdb_txn_commit(dotdb_txn *txn)
