@@ -347,7 +347,9 @@ static void start_sync(server *srv)
         sync_slot_at(srv, srv->syncing - 1)->ticket.lsn >= wal_written_lsn(srv->a->log))
         return; /* the newest sync in flight covers everything written */
     struct sync_slot *sl = sync_slot_at(srv, srv->syncing);
-    int rc = wal_sync_begin(srv->a->log, &sl->ticket, err, sizeof err);
+    int on_loop = sync_on_loop(srv);
+    int rc = on_loop ? wal_sync_begin_here(srv->a->log, &sl->ticket, err, sizeof err)
+                     : wal_sync_begin(srv->a->log, &sl->ticket, err, sizeof err);
     if (rc != 0) {
         wal_failed(srv, err);
         return;
@@ -362,7 +364,6 @@ static void start_sync(server *srv)
             engine_publish(srv->a->eng, sl->ticket.lsn);
         return;
     }
-    int on_loop = sync_on_loop(srv);
     srv->syncs++;
     srv->last_sync_ns = rdr_now_ns();
     sl->done = 0;

@@ -674,10 +674,11 @@ int wal_sync(wal *w, char *err, size_t errlen)
     return DOTDB_OK;
 }
 
-int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
+static int sync_begin(wal *w, wal_sync_ticket *t, bool borrow, char *err, size_t errlen)
 {
     msg_set(err, errlen, "%s", "");
     t->fd = -1;
+    t->borrowed = false;
     t->err_no = 0;
     t->segno = w->segno;
     t->bytes = w->unsynced_bytes;
@@ -687,6 +688,11 @@ int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
         return failed_rc(w, err, errlen);
     if (w->unsynced_bytes == 0)
         return DOTDB_OK;
+    if (borrow) { /* run at once by this thread: nothing can close it meanwhile */
+        t->fd = w->fd;
+        t->borrowed = true;
+        return DOTDB_OK;
+    }
     /* Our own descriptor: a rotation may close w->fd while the sync runs. */
     t->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
     if (t->fd < 0)
@@ -695,12 +701,23 @@ int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
     return DOTDB_OK;
 }
 
+int wal_sync_begin(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
+{
+    return sync_begin(w, t, false, err, errlen);
+}
+
+int wal_sync_begin_here(wal *w, wal_sync_ticket *t, char *err, size_t errlen)
+{
+    return sync_begin(w, t, true, err, errlen);
+}
+
 void wal_sync_run(wal_sync_ticket *t)
 {
     if (t->fd < 0)
         return;
     t->err_no = fdatasync(t->fd) == 0 ? 0 : errno;
-    close(t->fd);
+    if (!t->borrowed)
+        close(t->fd);
     t->fd = -1;
 }
 
