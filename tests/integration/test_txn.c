@@ -7,15 +7,26 @@
 
 #include <pthread.h>
 
-static long view_v(dotdb_txn *t, const char *coll, const char *id)
+/* v of document id in coll as the transaction sees it: -1 not found,
+ * -100 + rc another failure, -200 no integer "v".  No Criterion assertion:
+ * threads call it too. */
+static long thread_view_v(dotdb_txn *t, const char *coll, const char *id)
 {
     dotdb_doc d;
+    dotdb_value v;
     int rc = dotdb_txn_get(t, coll, id, &d);
     if (rc != DOTDB_OK)
         return rc == DOTDB_ENOTFOUND || rc == DOTDB_ENOCOLL ? -1 : -100 + rc;
-    dotdb_value v;
-    cr_assert_eq(dotdb_doc_get(&d, "v", &v), DOTDB_OK);
+    if (dotdb_doc_get(&d, "v", &v) != DOTDB_OK || v.type != DOTDB_T_INT)
+        return -200;
     return (long)v.i;
+}
+
+static long view_v(dotdb_txn *t, const char *coll, const char *id)
+{
+    long v = thread_view_v(t, coll, id);
+    cr_assert_neq(v, -200, "%s has no integer v", id);
+    return v;
 }
 
 static void tput(dotdb_txn *t, const char *coll, const char *id, long v)
@@ -188,20 +199,6 @@ typedef struct {
     int bad;
     char why[160];
 } share_arg;
-
-/* view_v without Criterion's assertions, which are not for other threads
- * (-200: the document has no integer "v"). */
-static long thread_view_v(dotdb_txn *t, const char *coll, const char *id)
-{
-    dotdb_doc d;
-    dotdb_value v;
-    int rc = dotdb_txn_get(t, coll, id, &d);
-    if (rc != DOTDB_OK)
-        return rc == DOTDB_ENOTFOUND || rc == DOTDB_ENOCOLL ? -1 : -100 + rc;
-    if (dotdb_doc_get(&d, "v", &v) != DOTDB_OK || v.type != DOTDB_T_INT)
-        return -200;
-    return (long)v.i;
-}
 
 static void *share_worker(void *p)
 {
