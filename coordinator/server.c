@@ -1353,9 +1353,36 @@ static void fit_fd_limit(server *srv)
                 cfg->max_connections, (unsigned long long)rl.rlim_cur, srv->fd_conn_limit);
 }
 
+/*
+ * libev's allocator.  libev aborts the process when an allocation fails
+ * (it grows its watcher, pending and epoll arrays when more of them are in
+ * use at once than ever before, at any moment); a coordinator that dies on
+ * a transient shortage would take every client's writes down with it.  So
+ * a failed allocation is retried every millisecond for up to 30 s, and
+ * only then handed back (and libev aborts).  tests/integration/
+ * malloc_faults.sh fails allocations one by one.
+ */
+static void *ev_alloc_retrying(void *ptr, long size)
+{
+    if (size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    for (int tries = 0;; tries++) {
+        void *p = realloc(ptr, (size_t)size);
+        if (p != NULL || tries == 30000)
+            return p;
+        if (tries == 0)
+            fprintf(stderr, "dotdbd: libev cannot allocate %ld bytes; retrying\n", size);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int server_run(const server_args *a)
 {
     char err[512];
+    ev_set_allocator(ev_alloc_retrying);
     server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return DOTDB_ENOMEM;
