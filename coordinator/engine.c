@@ -309,12 +309,12 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
     }
     int rc = 0;
     const engine_doc_meta *m = ax->meta && ax->opno < ax->n_meta ? &ax->meta[ax->opno] : NULL;
-    uint64_t hash = 0;
-    if (m && m->id_len) {
+    if (m && m->id_len == 0)
+        m = NULL;
+    if (m) {
         /* engine_check_docs found it in these very bytes */
         id = (const char *)op->doc + m->id_pos;
         id_len = m->id_len;
-        hash = m->hash;
     } else if (ax->docs_checked) {
         /* validated by engine_check_docs: the id is a string of 1..255 */
         codec_val v;
@@ -352,10 +352,8 @@ static int op_write_doc(apply_ctx *ax, const batch_op *op)
         }
     }
     ax->last_coll = coll_ptr(e, ce);
-    if (!(m && m->id_len))
-        hash = snap_id_hash(id, id_len);
-    return link_version_h(ax, ce, id, id_len, hash, (size_t)(id - (const char *)op->doc), op->doc,
-                          op->doc_len);
+    return link_version_h(ax, ce, id, id_len, m ? m->hash : snap_id_hash(id, id_len),
+                          (size_t)(id - (const char *)op->doc), op->doc, op->doc_len);
 }
 
 static int op_delete_or_check(apply_ctx *ax, const batch_op *op)
@@ -760,6 +758,14 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     return 0;
 }
 
+static int push_meta(dbuf *meta, engine_doc_meta m, char *err, size_t errlen)
+{
+    if (meta == NULL || dbuf_append(meta, &m, sizeof m) == 0)
+        return 0;
+    snprintf(err, errlen, "coordinator out of memory");
+    return DOTDB_ENOMEM;
+}
+
 int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, dbuf *meta,
                       char *err, size_t errlen)
 {
@@ -769,12 +775,9 @@ int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t firs
     if (rc != 0)
         return rc;
     for (uint32_t n = first_op; (rc = batch_next(&it, &op, err, errlen)) == 1; n++) {
-        engine_doc_meta m = {0};
         if (op.kind != BOP_PUT && op.kind != BOP_UPDATE) {
-            if (meta && dbuf_append(meta, &m, sizeof m) != 0) {
-                snprintf(err, errlen, "coordinator out of memory");
-                return DOTDB_ENOMEM;
-            }
+            if ((rc = push_meta(meta, (engine_doc_meta){0}, err, errlen)) != 0)
+                return rc;
             continue;
         }
         char inner[400];
@@ -795,15 +798,12 @@ int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t firs
             snprintf(err, errlen, "operation %u: %s", n, inner[0] ? inner : dotdb_strerror(rc));
             return rc;
         }
-        if (meta) {
-            m = (engine_doc_meta){.hash = snap_id_hash(id, id_len),
-                                  .id_pos = (uint32_t)((const uint8_t *)id - op.doc),
-                                  .id_len = (uint32_t)id_len};
-            if (dbuf_append(meta, &m, sizeof m) != 0) {
-                snprintf(err, errlen, "coordinator out of memory");
-                return DOTDB_ENOMEM;
-            }
-        }
+        if (meta != NULL &&
+            (rc = push_meta(meta, (engine_doc_meta){.hash = snap_id_hash(id, id_len),
+                                                    .id_pos = (uint32_t)((const uint8_t *)id - op.doc),
+                                                    .id_len = (uint32_t)id_len},
+                            err, errlen)) != 0)
+            return rc;
     }
     return rc;
 }

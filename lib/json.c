@@ -289,13 +289,16 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 
 /* Keys in memcmp order compare like their big-endian prefixes as long as
  * those differ (padding zeros tie with real zero bytes: then memcmp). */
-static uint64_t key_prefix(const uint8_t *k, size_t len)
+static uint64_t key_prefix(const uint8_t *k, size_t len, const uint8_t *readable_end)
 {
-    uint64_t v = 0;
     if (len >= 8)
         return __builtin_bswap64(ld_u64(k));
-    size_t n = len < 8 ? len : 8;
-    for (size_t i = 0; i < n; i++)
+    if (len == 0)
+        return 0;
+    if (readable_end - k >= 8) /* one load, the bytes past the key masked off */
+        return __builtin_bswap64(ld_u64(k)) & ~(~0ull >> (8 * len));
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++)
         v |= (uint64_t)k[i] << (56 - 8 * i);
     return v;
 }
@@ -342,18 +345,14 @@ static int sort_members(jparser *p, uint32_t obj, int with_id)
     }
     size_t j = 0;
     if (with_id)
-        p->sorts[j++] = (sortent){key_prefix(id_key, sizeof id_key), id_key, sizeof id_key, 0,
+        p->sorts[j++] = (sortent){key_prefix(id_key, sizeof id_key, id_key + sizeof id_key), id_key,
+                                  sizeof id_key, 0,
                                   UINT32_MAX};
-    const uint8_t *text_end = p->s + p->len;
     for (uint32_t k = obj + 1; k < o->b; k = next_sibling(p, k + 1), j++) {
         const jnode *key = &p->nodes[k];
         const uint8_t *kb = str_bytes(p, key);
-        uint64_t pre;
-        if (key->in_text && key->a < 8 && text_end - kb >= 8) /* one load, masked */
-            pre = key->a ? __builtin_bswap64(ld_u64(kb)) & ~(~0ull >> (8 * key->a)) : 0;
-        else
-            pre = key_prefix(kb, key->a);
-        p->sorts[j] = (sortent){pre, kb, key->a, (uint32_t)j, k};
+        const uint8_t *end = key->in_text ? p->s + p->len : kb + key->a;
+        p->sorts[j] = (sortent){key_prefix(kb, key->a, end), kb, key->a, (uint32_t)j, k};
     }
     if (n > 16) {
         qsort(p->sorts, n, sizeof *p->sorts, sortent_cmp);

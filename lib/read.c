@@ -582,10 +582,8 @@ static void txn_free(dotdb_txn *t)
     cl_snap_pause(t->c, t->slot);
     for (size_t i = 0; i < t->n_w; i++)
         free(t->w[i].doc);
-    if (t->w != NULL)
-        free(t->w);
-    if (t->r != NULL)
-        free(t->r);
+    free(t->w);
+    free(t->r);
     t->w = NULL;
     t->r = NULL;
     dotdb_txn *none = NULL;
