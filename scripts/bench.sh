@@ -67,7 +67,7 @@ systems=(dotdb lmdb sqlite redis)
 bash scripts/setup.sh --bench
 build=build-bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDOTDB_BENCH=ON -DDOTDB_TESTS=OFF >/dev/null
-cmake --build "$build" -j2 --target dotdbd dotdb bench_dotdb bench_lmdb bench_sqlite bench_redis >/dev/null
+cmake --build "$build" -j2 --target dotdbd dotdb bench_dotdb bench_lmdb bench_sqlite bench_redis ack_wake >/dev/null
 bin=$root/$build/tests/bench
 
 # ---- temporary directory, Redis, cleanup -----------------------------------

@@ -15,7 +15,9 @@
  * and the reply phase alone.  Not part of bench.sh: a design experiment,
  * whose figures are in docs/PERFORMANCE.md.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
