@@ -4,7 +4,9 @@
 # machine hits them alike; how docs/PERFORMANCE.md compared each change
 # with the build before it.
 #   tests/bench/ab_durable.sh ROUNDS SYSTEM...
-#   SYSTEM: redis, or the path of a dotdbd binary
+#   SYSTEM: redis, or the path of a dotdbd binary (its build's own
+#   tests/bench/bench_dotdb drives it when there is one: builds of
+#   different protocol versions each need their own client)
 #   SECS=3 (seconds per run), RECORDS=100000
 # Needs `bash scripts/bench.sh --quick --only load` run once (it installs
 # the peers and builds build-bench/).  Each DotDB run restarts its
@@ -24,6 +26,11 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+client_for() { # the bench_dotdb built with coordinator $1, else ours
+  local c
+  c="$(dirname "$1")/tests/bench/bench_dotdb"
+  [[ -x $c ]] && echo "$c" || echo "$B/bench_dotdb"
+}
 mkdir -p "$T/redis"
 redis-server --port 0 --unixsocket "$T/redis/s" --unixsocketperm 700 --dir "$T/redis" \
   --appendonly yes --appendfsync everysec --save "" --daemonize no --logfile "$T/redis/log" &
@@ -35,7 +42,7 @@ i=0
 for m in "$@"; do
   i=$((i + 1))
   [[ $m == redis ]] && continue
-  "$B/bench_dotdb" --workload load --dir "$T/d$i" --records "$records" --coordinator "$m" >/dev/null
+  "$(client_for "$m")" --workload load --dir "$T/d$i" --records "$records" --coordinator "$m" >/dev/null
   build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true
 done
 "$B/bench_redis" --workload load --dir "$T/r" --records "$records" --socket "$T/redis/s" >/dev/null
@@ -49,7 +56,7 @@ for _ in $(seq "$rounds"); do
       st=""
     else
       build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true
-      out=$("$B/bench_dotdb" --workload durable_put_8c --dir "$T/d$i" --records "$records" \
+      out=$("$(client_for "$m")" --workload durable_put_8c --dir "$T/d$i" --records "$records" \
               --seconds "$secs" --coordinator "$m" | grep '^RESULT')
       st=$(build-bench/dotdb --db "$T/d$i" stats 2>/dev/null |
              grep -o '"batches":[0-9]*,"fsyncs":[0-9]*\(,"fsyncs_inline":[0-9]*,"fsync_inline_avg_us":[0-9]*\)\?' || true)
