@@ -12,6 +12,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -136,6 +137,31 @@ static int read_all(int fd, void *p, size_t n)
         n -= (size_t)r;
     }
     return 0;
+}
+
+/* Read n bytes, first polling for up to spin_us microseconds (yielding the
+ * CPU between tries) before blocking.  A reply that comes within that time
+ * costs no wake-up of this process, which on this kind of machine is most
+ * of a round trip (docs/ARCHITECTURE.md, "A client polls for its reply").
+ * spin_us 0: block at once. */
+static int read_spin(int fd, void *p, size_t n, int spin_us)
+{
+    if (spin_us > 0) {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+            ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+            if (r > 0)
+                return (size_t)r == n ? 0 : read_all(fd, (uint8_t *)p + r, n - (size_t)r);
+            if (r == 0 || (errno != EAGAIN && errno != EINTR))
+                return -1;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000 >= spin_us)
+                break;
+            sched_yield();
+        }
+    }
+    return read_all(fd, p, n);
 }
 
 /* ---- attaching ---- */
@@ -351,7 +377,7 @@ static int call_locked(dotdb *db, conn *c, uint16_t op, uint64_t lsn, const void
     if (send_frame(c->fd, hdr, payload, len) != 0)
         return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator while "
                        "sending (the request was not applied)");
-    if (read_all(c->fd, hdr, sizeof hdr) != 0)
+    if (read_spin(c->fd, hdr, sizeof hdr, db->spin_us) != 0)
         return cl_fail(db, DOTDB_EDISCONNECTED, "lost the connection to the coordinator before "
                        "its answer: the request may or may not have been applied");
     wire_hdr r;
@@ -603,6 +629,27 @@ int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *
 
 /* ---- open / close ---- */
 
+#define SPIN_US_DEFAULT 500
+#define SPIN_US_MAX 1000000
+
+/* The reply polling budget of a handle: the option, else $DOTDB_SPIN_US (a
+ * value that is not a whole number is ignored), else the default; none on
+ * a machine with one core, where polling only delays the coordinator. */
+static int resolve_spin_us(const dotdb_options *o)
+{
+    long v = o->spin_us;
+    if (v == 0) {
+        const char *env = getenv("DOTDB_SPIN_US");
+        char *end;
+        errno = 0;
+        long e = env && *env ? strtol(env, &end, 10) : 0;
+        v = env && *env && errno == 0 && *end == 0 ? (e > 0 ? e : -1) : SPIN_US_DEFAULT;
+    }
+    if (v < 0 || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return 0;
+    return v > SPIN_US_MAX ? SPIN_US_MAX : (int)v;
+}
+
 int dotdb_open(const char *dir, const dotdb_options *opts, dotdb **out)
 {
     *out = NULL;
@@ -628,6 +675,7 @@ int dotdb_open(const char *dir, const dotdb_options *opts, dotdb **out)
     if (opts && opts->coordinator_path)
         snprintf(db->coord_path, sizeof db->coord_path, "%s", opts->coordinator_path);
     db->opts.coordinator_path = db->coord_path[0] ? db->coord_path : NULL;
+    db->spin_us = resolve_spin_us(&db->opts);
     pthread_mutex_init(&db->mu, NULL);
     if (getrandom(&db->rnd, sizeof db->rnd, 0) != (ssize_t)sizeof db->rnd)
         db->rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);

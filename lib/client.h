@@ -47,6 +47,7 @@ struct dotdb {
     _Atomic int active;       /* threads between loading cur and taking a ref */
     char errmsg[1024];
     uint32_t rnd;             /* per-handle random part of generated ids */
+    int spin_us;              /* reply polling budget, resolved (0: none) */
     _Atomic uint64_t id_clock; /* ms << 16 | counter */
     _Atomic(struct dotdb_txn *) spare_txn; /* one ended transaction, with its
                                             * connection reference and idle

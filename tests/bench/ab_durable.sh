@@ -4,7 +4,7 @@
 # machine hits them alike; how docs/PERFORMANCE.md compared each change
 # with the build before it.
 #   tests/bench/ab_durable.sh ROUNDS SYSTEM...
-#   SYSTEM: redis, or the path of a dotdbd binary (its build's own
+#   SYSTEM: redis, lmdb, or the path of a dotdbd binary (its build's own
 #   tests/bench/bench_dotdb drives it when there is one: builds of
 #   different protocol versions each need their own client)
 #   SECS=3 (seconds per run), RECORDS=100000
@@ -42,6 +42,10 @@ i=0
 for m in "$@"; do
   i=$((i + 1))
   [[ $m == redis ]] && continue
+  if [[ $m == lmdb ]]; then
+    "$B/bench_lmdb" --workload load --dir "$T/l" --records "$records" >/dev/null
+    continue
+  fi
   "$(client_for "$m")" --workload load --dir "$T/d$i" --records "$records" --coordinator "$m" >/dev/null
   build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true
 done
@@ -53,6 +57,10 @@ for _ in $(seq "$rounds"); do
     if [[ $m == redis ]]; then
       out=$("$B/bench_redis" --workload durable_put_8c --dir "$T/r" --records "$records" \
               --seconds "$secs" --socket "$T/redis/s" | grep '^RESULT')
+      st=""
+    elif [[ $m == lmdb ]]; then
+      out=$("$B/bench_lmdb" --workload durable_put_8c --dir "$T/l" --records "$records" \
+              --seconds "$secs" | grep '^RESULT')
       st=""
     else
       build-bench/dotdb --db "$T/d$i" coordinator stop >/dev/null 2>&1 || true

@@ -302,6 +302,61 @@ Test(multiprocess, handle_reattaches_after_coordinator_restart, .timeout = 60)
     h_cleanup(&c);
 }
 
+/* ---- polling for a reply ---- */
+
+/* Times this thread went to sleep (voluntary context switches) during n
+ * puts through a new handle opened with spin_us. */
+static long sleeps_during_puts(coord *c, int spin_us, int n)
+{
+    dotdb_options o = {.no_autostart = 1, .spin_us = spin_us};
+    dotdb *db = NULL;
+    cr_assert_eq(dotdb_open(c->dir, &o, &db), DOTDB_OK, "open: %s", dotdb_errmsg(NULL));
+    put_ok(db, "spin", "{\"id\":\"warm\"}");
+    struct rusage before, after;
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &before), 0);
+    for (int i = 0; i < n; i++) {
+        char doc[64];
+        snprintf(doc, sizeof doc, "{\"id\":\"s%d\",\"spin\":%d}", i, spin_us);
+        put_ok(db, "spin", doc);
+    }
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &after), 0);
+    dotdb_close(db);
+    return after.ru_nvcsw - before.ru_nvcsw;
+}
+
+/* A write whose reply comes within the handle's polling budget costs the
+ * client no sleep and wake-up; spin_us < 0, or $DOTDB_SPIN_US=0, restores
+ * a blocking wait for every reply.  (Counts of sleeps, not times: a reply
+ * in sync_mode normal comes well within the 1 s budget however slow the
+ * machine, and yielding the CPU while polling is not a sleep.) */
+Test(multiprocess, a_reply_within_the_polling_budget_does_not_put_the_client_to_sleep,
+     .timeout = 120)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        cr_skip_test("one core: the library never polls there");
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    long polled = sleeps_during_puts(&c, 1000000, 200);
+    long blocking = sleeps_during_puts(&c, -1, 200);
+    cr_assert_eq(setenv("DOTDB_SPIN_US", "0", 1), 0);
+    long env_off = sleeps_during_puts(&c, 0, 200);
+    cr_assert_eq(unsetenv("DOTDB_SPIN_US"), 0);
+    cr_log_info("sleeps in 200 puts: polled %ld, spin_us -1 %ld, DOTDB_SPIN_US=0 %ld", polled,
+                blocking, env_off);
+    cr_expect_lt(polled, 20, "200 puts with a 1 s polling budget slept %ld times", polled);
+    cr_expect_geq(blocking, 100, "200 puts with spin_us -1 slept only %ld times", blocking);
+    cr_expect_geq(env_off, 100, "200 puts with DOTDB_SPIN_US=0 slept only %ld times", env_off);
+    /* every document is there, whichever way its reply was waited for */
+    dotdb *db = h_open(&c);
+    uint64_t n = 0;
+    cr_assert_eq(dotdb_count(db, "spin", NULL, &n), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_expect_eq(n, 201, "count %llu", (unsigned long long)n);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
 Test(multiprocess, max_connections_refuses_with_a_clear_error, .timeout = 60)
 {
     coord c;
