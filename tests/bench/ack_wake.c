@@ -11,9 +11,13 @@
  * send() wakes one of them.  MODE "futex": the children poll recv() with
  * MSG_DONTWAIT and sleep in FUTEX_WAIT_BITSET on a shared epoch word; the
  * parent sends all eight replies (waking nobody), then bumps the epoch and
- * wakes every child with one FUTEX_WAKE_BITSET.  Prints the time per round
- * and the reply phase alone.  Not part of bench.sh: a design experiment,
- * whose figures are in docs/PERFORMANCE.md.
+ * wakes every child with one FUTEX_WAKE_BITSET.  MODE "pollUS" (e.g.
+ * poll500): each child polls recv() with MSG_DONTWAIT, yielding the CPU
+ * between tries, for up to US microseconds before it blocks in recv(), as
+ * libdotdb-shm does (dotdb_options.spin_us).  Prints the time per round
+ * and the reply phase alone.  Built by bench.sh (so that it keeps
+ * compiling), not run by it: a design experiment, whose figures are in
+ * docs/PERFORMANCE.md.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -22,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +53,23 @@ static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *ts, 
 }
 
 /* One child: ROUNDS requests, each waited for as MODE says. */
-static void child(int fd, int use_futex, uint32_t *epoch, unsigned bit, int rounds)
+static void child(int fd, int use_futex, uint32_t *epoch, unsigned bit, int rounds, int poll_us)
 {
     char buf[64];
     for (int r = 0; r < rounds; r++) {
         if (send(fd, "q", 1, 0) != 1)
             _exit(2);
+        if (poll_us > 0) {
+            double until = now_us() + poll_us;
+            ssize_t n;
+            while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) < 0 && errno == EAGAIN &&
+                   now_us() < until)
+                sched_yield();
+            if (n > 0)
+                continue;
+            if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                _exit(3);
+        }
         if (!use_futex) {
             if (recv(fd, buf, sizeof buf, 0) <= 0)
                 _exit(3);
@@ -84,11 +100,13 @@ static void child(int fd, int use_futex, uint32_t *epoch, unsigned bit, int roun
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[1], "send") != 0 && strcmp(argv[1], "futex") != 0)) {
-        fprintf(stderr, "usage: ack_wake send|futex ROUNDS FILE\n");
+    if (argc != 4 || (strcmp(argv[1], "send") != 0 && strcmp(argv[1], "futex") != 0 &&
+                      strncmp(argv[1], "poll", 4) != 0)) {
+        fprintf(stderr, "usage: ack_wake send|futex|pollUS ROUNDS FILE\n");
         return 2;
     }
     int use_futex = strcmp(argv[1], "futex") == 0;
+    int poll_us = strncmp(argv[1], "poll", 4) == 0 ? atoi(argv[1] + 4) : 0;
     int rounds = atoi(argv[2]);
     if (rounds <= 0) {
         fprintf(stderr, "ack_wake: ROUNDS must be positive\n");
@@ -127,7 +145,7 @@ int main(int argc, char **argv)
             return 1;
         }
         if (p == 0)
-            child(sv[i][1], use_futex, epoch, (unsigned)i, rounds);
+            child(sv[i][1], use_futex, epoch, (unsigned)i, rounds, poll_us);
     }
     char buf[8];
     double t0 = now_us(), t_reply = 0;
