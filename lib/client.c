@@ -629,7 +629,7 @@ int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *
 
 /* ---- open / close ---- */
 
-#define SPIN_US_DEFAULT 500
+#define SPIN_US_DEFAULT 1000
 #define SPIN_US_MAX 1000000
 
 /* The reply polling budget of a handle: the option, else $DOTDB_SPIN_US (a

@@ -92,7 +92,7 @@ typedef struct dotdb_options {
                                      $DOTDB_AGG_MEMORY, else 100 MiB */
     int spin_us;                  /* how long a request polls for its reply
                                      (yielding the CPU between tries) before
-                                     it sleeps; 0: $DOTDB_SPIN_US, else 500
+                                     it sleeps; 0: $DOTDB_SPIN_US, else 1000
                                      (0 on a one-core machine); < 0: never
                                      poll; at most 1000000 */
 } dotdb_options;
