@@ -2,12 +2,17 @@
 # DotDB against LMDB, SQLite and Redis, in one run, on this machine.
 #
 #   scripts/bench.sh [--quick] [--json FILE] [--only WORKLOAD] [--records N]
-#                    [--seconds S] [--chart FILE] [--docs]
+#                    [--seconds S] [--rounds R] [--chart FILE] [--docs]
 #
-#   --quick        100,000 records and 2 s per timed workload (default:
-#                  1,000,000 records, 5 s)
+#   --quick        100,000 records and 3 rounds of 1 s per timed workload
+#                  (default: 1,000,000 records, 3 rounds of 3 s)
 #   --records N    records loaded (overrides --quick's count)
-#   --seconds S    duration of each timed workload
+#   --seconds S    duration of each round of a timed workload
+#   --rounds R     rounds of each timed workload (default 3): every system
+#                  runs once per round, the order rotating, and the round
+#                  with the median ops/s is reported, so that a stall of
+#                  this (shared, virtual) machine during one system's run
+#                  does not decide a ratio
 #   --only W       run W only (after `load`, which everything else needs)
 #   --json FILE    write {"records", "machine", "results": [...]} to FILE
 #   --chart FILE   draw the DotDB/peer ratios (gnuplot PNG) into FILE;
@@ -21,8 +26,8 @@
 # a Release build with -DDOTDB_BENCH=ON in build-bench/, starts Redis on a
 # Unix socket in a temporary directory (appendonly yes), runs every workload
 # on every system that supports it (tests/bench/runner.c describes them),
-# rotating the order of the systems from one workload to the next so drift
-# hits all alike, prints ops/s, p50 and p99 and the ratio of DotDB to each
+# rotating the order of the systems from one workload and round to the
+# next so drift hits all alike, prints ops/s, p50 and p99 and the ratio of DotDB to each
 # peer, and checks the targets of docs/PERFORMANCE.md.  Redis and the DotDB
 # coordinator are stopped and the temporary directory removed on any exit.
 # Works as root in CI (CI=true): no service manager is used or needed.
@@ -30,13 +35,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-records="" seconds="" quick=0 json="" only="" chart="" docs=0
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+records="" seconds="" rounds=3 quick=0 json="" only="" chart="" docs=0
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
     --records) records=${2:?--records needs a number}; shift ;;
     --seconds) seconds=${2:?--seconds needs a number}; shift ;;
+    --rounds) rounds=${2:?--rounds needs a number}; shift ;;
     --only) only=${2:?--only needs a workload}; shift ;;
     --json) json=${2:?--json needs a file}; shift ;;
     --chart) chart=${2:?--chart needs a file}; shift ;;
@@ -47,8 +53,9 @@ while (($#)); do
   shift
 done
 if [[ -z $records ]]; then records=$((quick ? 100000 : 1000000)); fi
-if [[ -z $seconds ]]; then seconds=$((quick ? 2 : 5)); fi
+if [[ -z $seconds ]]; then seconds=$((quick ? 1 : 3)); fi
 [[ $records =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --records must be a positive integer" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]?$ ]] || { echo "bench.sh: --rounds must be an integer from 1 to 99" >&2; exit 2; }
 
 all_workloads=(load shm_bytes_per_doc disk_bytes restart point_read_1p point_read_2p get_json_1p scan_filter group_by
                put_1c pipelined_put ycsb_a ycsb_b ycsb_c ycsb_f durable_put_8c)
@@ -104,32 +111,54 @@ fstype=$(df --output=fstype "$tmp" 2>/dev/null | tail -1 || echo "?")
 cpu=${cpu//\"/}
 machine="${cpu:-unknown CPU}, $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r), $fstype"
 date_utc=$(date -u +%Y-%m-%d)
-echo "bench: $records records, ${seconds}s per timed workload, $machine"
+echo "bench: $records records, $rounds rounds of ${seconds}s per timed workload (the median round reported), $machine"
 echo "bench: peers: redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), sqlite $(pkg-config --modversion sqlite3), lmdb $(pkg-config --modversion lmdb), hiredis $(pkg-config --modversion hiredis)"
 
 # ---- the runs ---------------------------------------------------------------
-results=$tmp/results.txt
-: >"$results"
+runs=$tmp/runs.txt results=$tmp/results.txt
+: >"$runs"
 failed=0
 i=0
 for w in "${workloads[@]}"; do
-  for ((j = 0; j < ${#systems[@]}; j++)); do
-    s=${systems[$(((i + j) % ${#systems[@]}))]}
-    args=(--workload "$w" --dir "$tmp/$s" --records "$records" --seconds "$seconds")
-    case $s in
-      dotdb) args+=(--coordinator "$root/$build/dotdbd") ;;
-      redis) args+=(--socket "$sock") ;;
-    esac
-    if out=$("$bin/bench_$s" "${args[@]}"); then
-      grep '^RESULT ' <<<"$out" >>"$results" || true
-      grep '^SKIP ' <<<"$out" | sed 's/^SKIP /bench: skipped: /' >&2 || true
-    else
-      echo "bench: FAILED: bench_$s --workload $w" >&2
-      failed=1
-    fi
+  case $w in # measured once: a load, a size, a start-up
+    load|shm_bytes_per_doc|disk_bytes|restart) n=1 ;;
+    *) n=$rounds ;;
+  esac
+  for ((r = 0; r < n; r++)); do
+    for ((j = 0; j < ${#systems[@]}; j++)); do
+      s=${systems[$(((i + j) % ${#systems[@]}))]}
+      args=(--workload "$w" --dir "$tmp/$s" --records "$records" --seconds "$seconds")
+      case $s in
+        dotdb) args+=(--coordinator "$root/$build/dotdbd") ;;
+        redis) args+=(--socket "$sock") ;;
+      esac
+      if out=$("$bin/bench_$s" "${args[@]}"); then
+        grep '^RESULT ' <<<"$out" >>"$runs" || true
+        ((r > 0)) || grep '^SKIP ' <<<"$out" | sed 's/^SKIP /bench: skipped: /' >&2 || true
+      else
+        echo "bench: FAILED: bench_$s --workload $w" >&2
+        failed=1
+      fi
+    done
+    i=$((i + 1))
   done
-  i=$((i + 1))
 done
+# Of the rounds of one workload on one system, the one with the median
+# ops/s (the lower middle one of an even number), first-seen order kept.
+awk '$1 == "RESULT" {
+  k = $2 SUBSEP $3
+  if (!(k in n)) order[++nk] = k
+  line[k, ++n[k]] = $0; ops[k, n[k]] = $4 + 0
+}
+END {
+  for (q = 1; q <= nk; q++) {
+    k = order[q]; m = n[k]
+    for (a = 1; a <= m; a++) idx[a] = a
+    for (a = 2; a <= m; a++)  # insertion sort of the rounds by ops/s
+      for (b = a; b > 1 && ops[k, idx[b - 1]] > ops[k, idx[b]]; b--) { t = idx[b]; idx[b] = idx[b - 1]; idx[b - 1] = t }
+    print line[k, idx[int((m + 1) / 2)]]
+  }
+}' "$runs" >"$results"
 
 # ---- table, targets, JSON -----------------------------------------------------
 report=$tmp/report.md
@@ -217,8 +246,8 @@ cat "$report"
 if [[ -n $json ]]; then
   mkdir -p "$(dirname "$json")"
   {
-    printf '{"records": %s, "seconds": %s, "date": "%s", "machine": "%s", "results": [\n' \
-      "$records" "$seconds" "$date_utc" "$machine"
+    printf '{"records": %s, "seconds": %s, "rounds": %s, "date": "%s", "machine": "%s", "results": [\n' \
+      "$records" "$seconds" "$rounds" "$date_utc" "$machine"
     awk '$1 == "RESULT" {
       extra = $0; sub(/^[^{]*/, "", extra); sub(/^\{/, "", extra); sub(/\}$/, "", extra)
       printf "%s  {\"workload\": \"%s\", \"system\": \"%s\", \"ops_per_sec\": %s, \"p50_us\": %s, \"p99_us\": %s%s%s}",
@@ -293,7 +322,7 @@ if ((docs)); then
     {
       sed -n '1,/<!-- bench:begin -->/p' "$perf"
       echo
-      echo "Run of $date_utc on $machine; $records records, ${seconds} s per timed workload"
+      echo "Run of $date_utc on $machine; $records records, the median of $rounds rounds of ${seconds} s per timed workload"
       echo "(\`scripts/bench.sh $( ((quick)) && echo --quick) --docs\`)."
       echo
       cat "$report"
