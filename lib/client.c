@@ -12,7 +12,6 @@
 #include "client.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>

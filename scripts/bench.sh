@@ -27,8 +27,8 @@
 # Unix socket in a temporary directory (appendonly yes), runs every workload
 # on every system that supports it (tests/bench/runner.c describes them),
 # rotating the order of the systems from one workload and round to the
-# next so drift hits all alike, prints ops/s, p50 and p99 and the ratio of DotDB to each
-# peer, and checks the targets of docs/PERFORMANCE.md.  Redis and the DotDB
+# next so drift hits all alike, prints ops/s, p50 and p99 and the ratio of
+# DotDB to each peer, and checks the targets of docs/PERFORMANCE.md.  Redis and the DotDB
 # coordinator are stopped and the temporary directory removed on any exit.
 # Works as root in CI (CI=true): no service manager is used or needed.
 set -euo pipefail
