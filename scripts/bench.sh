@@ -36,7 +36,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 records="" seconds="" rounds=3 quick=0 json="" only="" chart="" docs=0
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
