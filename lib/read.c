@@ -9,9 +9,11 @@
  * stamped with the snapshot LSN, which the coordinator checks for
  * conflicts (optimistic concurrency).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "snap.h"
@@ -227,6 +229,166 @@ static int next_json_object(const char *s, size_t len, size_t *pos)
  * other core (coordinator/fragments.h).  Large enough that frames cost
  * little, small enough that the last fragment's check is short. */
 #define PUT_MANY_FRAGMENT (128u * 1024u)
+/* A text at least this long is encoded by two threads when the machine has
+ * two cores or more: the calling thread from the start, a helper from a
+ * document near the middle (docs/ARCHITECTURE.md, "put_many encodes with
+ * two threads"). */
+#define PUT_MANY_SPLIT_MIN (1u << 20)
+
+/* What stopped an encoder: nothing (rc 0), a document that is not an
+ * object, one that does not encode (detail in msg), or one too large. */
+enum { ENC_BAD_START = 1, ENC_BAD_DOC, ENC_TOO_LARGE };
+
+/* The second encoder's work: the documents from `pos` to the end, as whole
+ * fragments (each a batch of its own, PUT_MANY_FRAGMENT or more), which the
+ * calling thread sends after its own part. */
+typedef struct tail_enc {
+    dotdb *db;
+    conn *c;
+    const char *coll;
+    size_t coll_len;
+    const char *json;
+    size_t len, pos;
+    dbuf *frags;      /* owned, nfrags of them */
+    size_t nfrags, cap;
+    size_t n;         /* documents encoded */
+    int rc, why;      /* the first failure, at document n */
+    char msg[512];
+    atomic_int stop;  /* set by the caller: the split was not a document start */
+} tail_enc;
+
+/* Encode one document of json[pos..] as a put into b (batch at `start`);
+ * *used: its length.  On failure returns the status with *why and msg set,
+ * touching nothing shared (the helper thread calls it too). */
+static int encode_put(dotdb *db, conn *c, const char *coll, size_t coll_len, const char *json,
+                      size_t len, dbuf *b, size_t start, size_t *used, int *why, char *msg,
+                      size_t msglen)
+{
+    size_t op_start;
+    char idb[DOTDB_ID_MAX + 1], gid[DOTDB_ID_MAX + 1];
+    if (batch_put_begin(b, coll, coll_len, &op_start) != 0) {
+        *why = ENC_BAD_DOC;
+        snprintf(msg, msglen, "out of memory");
+        return DOTDB_ENOMEM;
+    }
+    cl_new_id(db, gid);
+    codec_limits lim = cl_limits(c);
+    msg[0] = 0;
+    int rc = codec_from_json_first(json, len, &lim, gid, b, idb, used, msg, msglen);
+    if (rc != 0) {
+        if (msg[0] == 0)
+            snprintf(msg, msglen, "%s", dotdb_strerror(rc));
+        *why = ENC_BAD_DOC;
+        return rc;
+    }
+    if ((rc = batch_put_end(b, start, op_start)) != 0)
+        *why = ENC_TOO_LARGE;
+    return rc;
+}
+
+static int tail_push(tail_enc *t, dbuf *f)
+{
+    if (t->nfrags == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        dbuf *v = realloc(t->frags, cap * sizeof *v);
+        if (v == NULL)
+            return DOTDB_ENOMEM;
+        t->frags = v;
+        t->cap = cap;
+    }
+    t->frags[t->nfrags++] = *f;
+    dbuf_init(f);
+    return 0;
+}
+
+static void *tail_encode(void *arg)
+{
+    tail_enc *t = arg;
+    dbuf f;
+    size_t start, pos = t->pos;
+    int more;
+    dbuf_init(&f);
+    if (batch_begin(&f, &start) != 0 || dbuf_reserve(&f, 2 * PUT_MANY_FRAGMENT) != 0)
+        goto oom;
+    while (!atomic_load_explicit(&t->stop, memory_order_relaxed) &&
+           (more = next_json_object(t->json, t->len, &pos)) != 0) {
+        if (more < 0) {
+            t->rc = DOTDB_EJSON;
+            t->why = ENC_BAD_START;
+            break;
+        }
+        if (f.len >= PUT_MANY_FRAGMENT) {
+            if (tail_push(t, &f) != 0 || batch_begin(&f, &start) != 0 ||
+                dbuf_reserve(&f, 2 * PUT_MANY_FRAGMENT) != 0)
+                goto oom;
+        }
+        size_t used;
+        t->rc = encode_put(t->db, t->c, t->coll, t->coll_len, t->json + pos, t->len - pos, &f,
+                           start, &used, &t->why, t->msg, sizeof t->msg);
+        if (t->rc != 0)
+            break;
+        pos += used;
+        t->n++;
+    }
+    if (t->rc == 0 && batch_count(&f, start) > 0 && tail_push(t, &f) != 0)
+        goto oom;
+    dbuf_free(&f);
+    return NULL;
+oom:
+    dbuf_free(&f);
+    t->rc = DOTDB_ENOMEM;
+    t->why = ENC_BAD_DOC;
+    snprintf(t->msg, sizeof t->msg, "out of memory");
+    return NULL;
+}
+
+static void tail_free(tail_enc *t)
+{
+    for (size_t i = 0; i < t->nfrags; i++)
+        dbuf_free(&t->frags[i]);
+    free(t->frags);
+}
+
+/* The start of a line that opens an object, at or after the middle of
+ * json[from..len), or 0: where the helper begins.  Only a guess (a nested
+ * object may open a line too): the caller checks that its own parse
+ * arrives exactly there before it uses the helper's work. */
+static size_t split_guess(const char *json, size_t from, size_t len)
+{
+    const char *p = json + from + (len - from) / 2, *end = json + len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL && p + 1 < end) {
+        if (p[1] == '{')
+            return (size_t)(p + 1 - json);
+        p++;
+    }
+    return 0;
+}
+
+static int put_many_fail(dotdb *db, int rc, int why, size_t doc, const char *msg)
+{
+    if (why == ENC_BAD_START)
+        return cl_fail(db, DOTDB_EJSON, "document %zu: expected a JSON object", doc);
+    if (why == ENC_TOO_LARGE)
+        return cl_fail(db, rc, "document %zu is too large", doc);
+    return cl_fail(db, rc, "document %zu: %s", doc, msg);
+}
+
+/* Send one frame of the batch: a fragment, or with last != 0 the end.
+ * *streaming: 0 before the first fragment, 1 while the batch is open (the
+ * stream holds db->mu: it must be ended or aborted), 2 once ended. */
+static int put_many_frame(dotdb *db, cl_stream *st, int *streaming, const dbuf *b, int last)
+{
+    if (last && !*streaming)
+        return send_batch(db, b, 0);
+    int rc;
+    if (!*streaming && (rc = cl_stream_begin(db, st)) != 0)
+        return rc;
+    *streaming = 1;
+    if (!last)
+        return cl_stream_part(st, WIRE_OP_BATCH, b->data, b->len);
+    *streaming = 2;
+    return cl_stream_end(st, WIRE_OP_BATCH, 0, b->data, b->len, NULL, NULL);
+}
 
 int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, size_t *count_out)
 {
@@ -254,59 +416,86 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     if (rc == 0)
         rc = dbuf_reserve(&b, len < 2 * PUT_MANY_FRAGMENT ? len + len / 8 + 64
                                                           : 2 * PUT_MANY_FRAGMENT);
+    if (rc != 0)
+        rc = cl_fail(db, DOTDB_ENOMEM, "out of memory");
+    tail_enc t = {.db = db, .c = c, .coll = coll, .coll_len = coll_len, .json = json, .len = len};
+    pthread_t helper;
+    size_t split = 0;
+    int helping = 0, joined = 0;
+    if (rc == 0 && len - pos >= PUT_MANY_SPLIT_MIN && sysconf(_SC_NPROCESSORS_ONLN) >= 2 &&
+        (split = split_guess(json, pos, len)) != 0) {
+        t.pos = split;
+        helping = pthread_create(&helper, NULL, tail_encode, &t) == 0;
+    }
     cl_stream st;
-    int more, streaming = 0;
+    int more, streaming = 0, why = 0;
+    char msg[512];
     while (rc == 0 && (more = next_json_object(json, len, &pos)) != 0) {
-        char idb[DOTDB_ID_MAX + 1];
-        size_t op_start, used;
+        if (helping && pos >= split) {
+            /* Where the helper began: the rest is its work.  Past it
+             * without stopping there, the guess was inside a document:
+             * the helper's work is dropped and this thread goes on. */
+            atomic_store(&t.stop, pos != split);
+            pthread_join(helper, NULL);
+            helping = 0;
+            joined = pos == split;
+            if (joined)
+                break;
+            tail_free(&t);
+            t.nfrags = 0, t.frags = NULL;
+        }
         if (more < 0) {
-            rc = cl_fail(db, DOTDB_EJSON, "document %zu: expected a JSON object", n);
+            rc = put_many_fail(db, DOTDB_EJSON, ENC_BAD_START, n, "");
             break;
         }
         if (b.len >= PUT_MANY_FRAGMENT) {
             /* Another document follows, so the last frame will not be
              * empty: send this much as a fragment. */
-            if (!streaming && (rc = cl_stream_begin(db, &st)) != 0)
-                break;
-            streaming = 1;
-            if ((rc = cl_stream_part(&st, WIRE_OP_BATCH, b.data, b.len)) != 0)
+            if ((rc = put_many_frame(db, &st, &streaming, &b, 0)) != 0)
                 break;
             b.len = 0;
-            rc = batch_begin(&b, &start);
-            if (rc != 0) {
+            if ((rc = batch_begin(&b, &start)) != 0) {
                 rc = cl_fail(db, rc, "out of memory");
                 break;
             }
         }
         /* The document is encoded straight into the batch. */
-        rc = batch_put_begin(&b, coll, coll_len, &op_start);
-        if (rc == 0)
-            rc = cl_encode_doc_first(db, c, json + pos, len - pos, &b, idb, &used);
-        else
-            rc = cl_fail(db, rc, "out of memory");
+        size_t used;
+        rc = encode_put(db, c, coll, coll_len, json + pos, len - pos, &b, start, &used, &why, msg,
+                        sizeof msg);
         if (rc != 0) {
-            char detail[sizeof db->errmsg];
-            memcpy(detail, db->errmsg, sizeof detail);
-            cl_fail(db, rc, "document %zu: %s", n, detail);
+            rc = put_many_fail(db, rc, why, n, msg);
             break;
         }
-        rc = batch_put_end(&b, start, op_start);
-        if (rc != 0)
-            rc = cl_fail(db, rc, "document %zu is too large", n);
         pos += used;
         n++;
     }
+    if (helping) { /* this thread failed or ended before the split */
+        atomic_store(&t.stop, 1);
+        pthread_join(helper, NULL);
+    }
+    if (joined && t.rc != 0)
+        rc = put_many_fail(db, t.rc, t.why, n + t.n, t.msg);
+    else if (joined)
+        n += t.n;
     conn_unref(c);
     if (rc == 0 && n == 0)
         rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
-    if (streaming && rc != 0)
+    if (rc == 0 && joined) {
+        /* this thread's last fragment, then the helper's, the last one
+         * ending the batch (it holds at least the split's document) */
+        if (batch_count(&b, start) > 0)
+            rc = put_many_frame(db, &st, &streaming, &b, 0);
+        for (size_t i = 0; rc == 0 && i < t.nfrags; i++)
+            rc = put_many_frame(db, &st, &streaming, &t.frags[i], i + 1 == t.nfrags);
+    } else if (rc == 0) {
+        rc = put_many_frame(db, &st, &streaming, &b, 1);
+    }
+    if (streaming == 1) /* a failure left the batch open: abandon it */
         cl_stream_abort(&st, WIRE_OP_BATCH);
-    else if (streaming)
-        rc = cl_stream_end(&st, WIRE_OP_BATCH, 0, b.data, b.len, NULL, NULL);
-    else if (rc == 0)
-        rc = send_batch(db, &b, 0);
     if (rc == 0 && count_out)
         *count_out = n;
+    tail_free(&t);
     dbuf_free(&b);
     return rc;
 }

@@ -8,6 +8,7 @@
  * The library is driven through the public API; the protocol corner cases
  * through a raw connection that speaks the frames itself.
  */
+#include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -113,6 +114,153 @@ Test(batches, bad_document_after_sent_fragments_stores_nothing, .timeout = 60)
     cr_assert(doc_exists(db, "many", "after"));
     cr_assert(!doc_exists(db, "many", "g1"));
     free(text);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* ---- texts of a MiB or more: two encoders (lib/read.c) ---- */
+
+/* A growing text. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        cr_assert_geq(k, 0);
+        if ((size_t)k < t->cap - t->len) {
+            t->len += (size_t)k;
+            return;
+        }
+        t->cap = t->cap ? 2 * t->cap : 1 << 20;
+        t->p = realloc(t->p, t->cap);
+        cr_assert_not_null(t->p);
+    }
+}
+
+static uint64_t coll_count(dotdb *db, const char *coll)
+{
+    uint64_t n = 0;
+    cr_assert_eq(dotdb_count(db, coll, NULL, &n), DOTDB_OK, "%s", dotdb_errmsg(db));
+    return n;
+}
+
+Test(batches, a_text_of_megabytes_is_stored_whole_at_one_lsn_with_unique_ids, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    /* every third document has no id: the library generates them, from
+     * both encoders at once */
+    text t = {0};
+    size_t n = 15000, stored = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 3 == 0)
+            text_add(&t, "{\"v\":%zu,\"pad\":\"%0100d\"}\n", i, 0);
+        else
+            text_add(&t, "{\"id\":\"m%zu\",\"v\":%zu,\"pad\":\"%0100d\"}\n", i, i, 0);
+    }
+    cr_assert_gt(t.len, 1u << 20, "past the two-encoder threshold (PUT_MANY_SPLIT_MIN)");
+    uint64_t before = commit_lsn(db);
+    cr_assert_eq(dotdb_put_many(db, "big", t.p, t.len, &stored), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_assert_eq(stored, n);
+    cr_assert_eq(commit_lsn(db), before + 1, "one batch, one LSN");
+    cr_assert_eq(coll_count(db, "big"), n, "every document, every generated id distinct");
+    char id[32];
+    for (size_t i = 1; i < n; i += 3) {
+        snprintf(id, sizeof id, "m%zu", i);
+        cr_assert(doc_exists(db, "big", id), "%s", id);
+    }
+    /* the values arrived in the documents they belong to */
+    uint64_t k = 0;
+    cr_assert_eq(dotdb_count(db, "big", "{\"v\": {\"$gte\": 7500}}", &k), DOTDB_OK);
+    cr_expect_eq(k, n - 7500);
+    free(t.p);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(batches, a_bad_document_in_either_half_names_its_index_and_stores_nothing, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    size_t n = 15000, bads[] = {120, 7600, 14990};
+    const char *kinds[] = {"{\"id\":\"x%zu\",\"v\":}\n", "[%zu]\n", "{\"id\":\"x%zu\",\"v\":}\n"};
+    const char *want[] = {"document 120:", "document 7600: expected a JSON object",
+                          "document 14990:"};
+    for (int b = 0; b < 3; b++) {
+        text t = {0};
+        for (size_t i = 0; i < n; i++) {
+            if (i == bads[b])
+                text_add(&t, kinds[b], i);
+            else
+                text_add(&t, "{\"id\":\"x%zu\",\"pad\":\"%0100d\"}\n", i, 0);
+        }
+        size_t stored = 7;
+        uint64_t before = commit_lsn(db);
+        cr_assert_eq(dotdb_put_many(db, "bad", t.p, t.len, &stored), DOTDB_EJSON, "case %d", b);
+        cr_expect_not_null(strstr(dotdb_errmsg(db), want[b]), "case %d: %s", b, dotdb_errmsg(db));
+        cr_assert_eq(stored, 0);
+        cr_assert_eq(commit_lsn(db), before, "case %d: nothing committed", b);
+        cr_assert(!doc_exists(db, "bad", "x0"));
+        cr_assert(!doc_exists(db, "bad", "x14999"));
+        free(t.p);
+    }
+    const char *doc = "{\"id\":\"after\"}";
+    cr_assert_eq(dotdb_put(db, "bad", doc, strlen(doc), NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* The second encoder starts at a line that opens an object past the
+ * middle; here that line is inside a document that spans many lines, and
+ * the result must be what one encoder would store. */
+Test(batches, a_middle_inside_a_multiline_document_changes_nothing, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    text t = {0};
+    size_t head = 3000, parts = 60000, tail = 500, stored = 0;
+    for (size_t i = 0; i < head; i++)
+        text_add(&t, "{\"id\":\"h%zu\",\"pad\":\"%0100d\"}\n", i, 0);
+    size_t big_from = t.len;
+    text_add(&t, "{\"id\":\"big\",\"parts\":[\n");
+    for (size_t i = 0; i < parts; i++)
+        text_add(&t, "{\"k\":%zu}%s\n", i, i + 1 < parts ? "," : "");
+    text_add(&t, "]}\n");
+    size_t big_to = t.len;
+    for (size_t i = 0; i < tail; i++)
+        text_add(&t, "{\"id\":\"t%zu\",\"pad\":\"%0100d\"}\n", i, 0);
+    cr_assert_gt(t.len, 1u << 20);
+    cr_assert(t.len / 2 > big_from && t.len / 2 < big_to, "the middle falls inside \"big\"");
+    cr_assert_eq(dotdb_put_many(db, "ml", t.p, t.len, &stored), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_assert_eq(stored, head + 1 + tail);
+    cr_assert_eq(coll_count(db, "ml"), head + 1 + tail, "no nested object stored as a document");
+    dotdb_txn *x;
+    cr_assert_eq(dotdb_txn_begin(db, DOTDB_TXN_READONLY, &x), DOTDB_OK);
+    dotdb_doc d;
+    cr_assert_eq(dotdb_txn_get(x, "ml", "big", &d), DOTDB_OK);
+    dotdb_value v;
+    cr_assert_eq(dotdb_doc_get(&d, "parts.59999.k", &v), DOTDB_OK);
+    cr_expect(v.type == DOTDB_T_INT && v.i == 59999);
+    dotdb_txn_abort(x);
+    cr_assert(doc_exists(db, "ml", "t499"));
+    free(t.p);
     dotdb_close(db);
     h_stop(&c);
     h_cleanup(&c);
