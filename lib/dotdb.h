@@ -211,7 +211,10 @@ DOTDB_API int dotdb_put(dotdb *db, const char *coll, const char *json, size_t le
  * (0-based) and the reason.  A large batch goes to the coordinator in
  * fragments while the rest is being encoded (the coordinator checks them
  * meanwhile, still one atomic commit); other threads' requests on the same
- * handle wait until it is done. */
+ * handle wait until it is done.  A text of 1 MiB or more in JSON lines is
+ * encoded by the calling thread and one short-lived helper thread at once
+ * (on a machine with two cores or more); `json` must stay unchanged until
+ * the call returns, as always. */
 DOTDB_API int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len,
                              size_t *count_out);
 /* Fetch document `id` as JSON text in a new NUL-terminated string owned by
