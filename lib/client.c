@@ -612,20 +612,6 @@ int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbu
     return 0;
 }
 
-int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *out,
-                        char *id_buf, size_t *used)
-{
-    char gid[DOTDB_ID_MAX + 1];
-    cl_new_id(db, gid);
-    codec_limits lim = cl_limits(c);
-    char err[512];
-    err[0] = 0; /* not = "": that would clear all 512 bytes per document */
-    int rc = codec_from_json_first(json, len, &lim, gid, out, id_buf, used, err, sizeof err);
-    if (rc != 0)
-        return cl_fail(db, rc, "%s", err[0] ? err : dotdb_strerror(rc));
-    return 0;
-}
-
 /* ---- open / close ---- */
 
 #define SPIN_US_DEFAULT 1000

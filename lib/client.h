@@ -113,10 +113,6 @@ void cl_new_id(dotdb *db, char buf[DOTDB_ID_MAX + 1]);
 /* Encode a JSON document, generating an id when it has none (gen = 1). */
 int cl_encode_doc(dotdb *db, conn *c, const char *json, size_t len, int gen, dbuf *out,
                   char *id_buf);
-/* The same for the first JSON value of json[0..len) (codec_from_json_first),
- * appended to out; *used receives the bytes of text it took. */
-int cl_encode_doc_first(dotdb *db, conn *c, const char *json, size_t len, dbuf *out,
-                        char *id_buf, size_t *used);
 codec_limits cl_limits(const conn *c);
 /* DOTDB_EBADNAME / DOTDB_EBADID with a message when invalid, else 0. */
 int cl_check_name(dotdb *db, const char *coll);
