@@ -113,6 +113,9 @@ static const struct cfg_key config_keys[] = {
            "normal mode: longest time between two fdatasyncs of the WAL"),
     K_SIZE("storage.checkpoint_wal_size", checkpoint_wal_size, 64 * MiB, 1 * MiB, 1 * TiB, 0,
            "take a checkpoint once the WAL holds this many bytes"),
+    K_UINT("storage.checkpoint_wal_percent", checkpoint_wal_percent, 100, 0, 100000, 0,
+           "and once it holds this percentage of the data the last checkpoint wrote "
+           "(0: the size alone), so that checkpoints cost in proportion to what is written"),
     K_UINT("storage.checkpoint_interval_ms", checkpoint_interval_ms, 300000, 100,
            UINT64_C(2592000000), 0, "take a checkpoint at least this often"),
     K_STR("storage.socket_path", socket_path,

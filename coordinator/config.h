@@ -44,6 +44,7 @@ typedef struct dotdb_config {
     int sync_mode;               /* enum sync_mode, default full */
     uint64_t sync_interval_ms;   /* normal mode: fsync at least this often, default 100 */
     uint64_t checkpoint_wal_size;   /* default 64MB */
+    uint64_t checkpoint_wal_percent; /* default 100: and this % of the checkpointed data */
     uint64_t checkpoint_interval_ms; /* default 300000 */
     char socket_path[108];       /* "" = <data_directory>/dotdb.sock */
     /* memory */

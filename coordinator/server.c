@@ -129,6 +129,15 @@ typedef struct server {
     uint64_t groups, batches, syncs;
     uint64_t syncs_inline;  /* of which on the loop thread */
     uint64_t sync_ns_inline; /* time spent in them */
+    /* Where a closed-loop group's time goes besides its fdatasync (stats):
+     * gathers that waited for just-acknowledged writers and the time they
+     * took; for the inline syncs after such a gather, the time from the
+     * inline sync before to this one's start (acknowledge, the writers'
+     * turnaround, gather, apply, write). */
+    uint64_t gathers, gather_ns;
+    uint64_t turns, turn_ns;
+    uint64_t last_inline_end_ns;
+    int gathered;           /* the coming sync's group waited for writers */
     unsigned offload_left;  /* syncs still to hand to workers after a slow one */
     uint64_t ousted;        /* snapshots expired by max_snapshot_age */
     uint64_t frame_timeouts; /* connections closed by frame_timeout_ms */
@@ -376,8 +385,14 @@ static void start_sync(server *srv)
          * and the requests that arrive meanwhile wait in their sockets and
          * form the next group.  Readers never need this thread. */
         srv->syncs_inline++;
+        if (srv->gathered && srv->last_inline_end_ns) {
+            srv->turns++;
+            srv->turn_ns += srv->last_sync_ns - srv->last_inline_end_ns;
+        }
+        srv->gathered = 0;
         wal_sync_run(&sl->ticket);
-        uint64_t took = rdr_now_ns() - srv->last_sync_ns;
+        srv->last_inline_end_ns = rdr_now_ns();
+        uint64_t took = srv->last_inline_end_ns - srv->last_sync_ns;
         srv->sync_ns_inline += took;
         if (took > SLOW_SYNC_NS)
             srv->offload_left = SLOW_SYNC_OFFLOAD;
@@ -523,6 +538,11 @@ static void gather(server *srv)
             left--;
             read_cb(srv->loop, &who[i]->rio, EV_READ);
         }
+    }
+    if (n > 0) {
+        srv->gathers++;
+        srv->gather_ns += rdr_now_ns() - start;
+        srv->gathered = 1;
     }
 }
 
@@ -780,14 +800,18 @@ static int server_stats_json(server *srv, dbuf *out)
         ",\"uptime_s\":%ld,\"commit_lsn\":%" PRIu64 ",\"sync_mode\":\"%s\",\"connections\":%zu"
         ",\"max_connections\":%" PRIu64 ",\"read_only\":%s,\"error\":\"%s\",\"groups\":%" PRIu64
         ",\"batches\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsyncs_inline\":%" PRIu64
-        ",\"fsync_inline_avg_us\":%" PRIu64 ",\"snapshots_ousted\":%" PRIu64
+        ",\"fsync_inline_avg_us\":%" PRIu64 ",\"gathers\":%" PRIu64
+        ",\"gather_avg_us\":%" PRIu64 ",\"turnaround_avg_us\":%" PRIu64
+        ",\"snapshots_ousted\":%" PRIu64
         ",\"frame_timeouts\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
         ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
         (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
         cfg->max_connections, srv->read_only ? "true" : "false", srv->fail_reason, srv->groups,
         srv->batches, srv->syncs, srv->syncs_inline,
-        srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->ousted,
+        srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->gathers,
+        srv->gathers ? srv->gather_ns / srv->gathers / 1000 : 0,
+        srv->turns ? srv->turn_ns / srv->turns / 1000 : 0, srv->ousted,
         srv->frame_timeouts,
         wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));

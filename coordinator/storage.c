@@ -21,9 +21,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,10 +174,58 @@ static const char *codec_name(unsigned c) { return c == SEG_CODEC_LZ4 ? "lz4" : 
 
 /* ---- checkpoint ---- */
 
+/* Checkpoints and backups run at this much lower a priority than the
+ * coordinator (docs/ARCHITECTURE.md, "Checkpoints yield the CPU"): on a
+ * machine whose cores the writers and the loop keep busy (a bulk load) they
+ * take what is left instead of an equal share. */
+#define STORAGE_NICE 10
+
+typedef struct niced {
+    void (*fn)(st_job *);
+    st_job *j;
+} niced;
+
+static void *niced_main(void *arg)
+{
+    niced *n = arg;
+    /* Per thread on Linux.  Best effort: a refusal leaves the priority as
+     * it was, which is only slower for the others. */
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno == 0) {
+        int want = cur + STORAGE_NICE > 19 ? 19 : cur + STORAGE_NICE;
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), want) != 0)
+            fprintf(stderr, "dotdbd: storage job keeps its priority: setpriority: %s\n",
+                    strerror(errno));
+    }
+    n->fn(n->j);
+    return NULL;
+}
+
+/* fn(j) on a thread of its own at STORAGE_NICE, which an unprivileged
+ * process could not undo on a pool thread; this worker waits for it.  If
+ * no thread can be started, fn runs here at the usual priority. */
+static void run_niced(void (*fn)(st_job *), st_job *j)
+{
+    niced n = {fn, j};
+    pthread_t t;
+    if (pthread_create(&t, NULL, niced_main, &n) != 0) {
+        fn(j);
+        return;
+    }
+    int rc = pthread_join(t, NULL);
+    if (rc != 0) /* joinable and ours: not expected */
+        fprintf(stderr, "dotdbd: pthread_join: %s\n", strerror(rc));
+}
+
+static void ckpt_work(st_job *j)
+{
+    ckpt_run(&j->ck);
+}
+
 static void ckpt_fn(void *arg)
 {
-    st_job *j = arg;
-    ckpt_run(&j->ck);
+    run_niced(ckpt_work, arg);
 }
 
 static void backup_fn(void *arg);
@@ -269,7 +319,16 @@ void storage_tick(storage *st, int read_only)
     uint64_t published = engine_published_lsn(st->eng);
     if (published == st->mf.checkpoint_lsn)
         return;
-    int by_size = wal_total_bytes(st->log) >= st->cfg->checkpoint_wal_size;
+    /* Geometric, as Redis rewrites its AOF: a checkpoint rewrites every
+     * changed collection, so after one of D bytes the next waits for
+     * checkpoint_wal_percent of D in the WAL; a bulk load of N bytes then
+     * costs O(N) of checkpoint writes, not O(N^2 / checkpoint_wal_size). */
+    uint64_t wal_bytes = wal_total_bytes(st->log), raw = 0;
+    for (size_t i = 0; i < st->mf.ncolls; i++)
+        for (size_t k = 0; k < st->mf.colls[i].nsegs; k++)
+            raw += st->mf.colls[i].segs[k].raw_bytes;
+    int by_size = wal_bytes >= st->cfg->checkpoint_wal_size &&
+                  wal_bytes / 100 >= raw / 100 * st->cfg->checkpoint_wal_percent / 100;
     int by_time = st->cfg->checkpoint_interval_ms &&
                   now - st->last_ckpt_ns >= st->cfg->checkpoint_interval_ms * 1000000ull;
     if (by_size || by_time)
@@ -559,9 +618,15 @@ static int dest_is_usable(st_job *j)
 
 static double mono_s(void) { return (double)mono_ns() / 1e9; }
 
+static void backup_work(st_job *j);
+
 static void backup_fn(void *arg)
 {
-    st_job *j = arg;
+    run_niced(backup_work, arg);
+}
+
+static void backup_work(st_job *j)
+{
     double t0 = mono_s();
     char p[4400], sp[4400];
     int rc = dest_is_usable(j);

@@ -11,7 +11,8 @@
  * generation so a `dotdb checkpoint` returns when its checkpoint is durable.
  *
  * Triggers (storage_tick): the retained WAL reaches
- * storage.checkpoint_wal_size, or storage.checkpoint_interval_ms passed
+ * storage.checkpoint_wal_size and storage.checkpoint_wal_percent of the
+ * data the last checkpoint wrote, or storage.checkpoint_interval_ms passed
  * with changes since the last checkpoint; explicit requests; shutdown.
  * A failed checkpoint is retried no sooner than 5 s later (a full disk
  * does not turn into a busy loop); its error stays visible in stats.

@@ -88,7 +88,7 @@ cleanup() {
     kill "$redis_pid" 2>/dev/null
     wait "$redis_pid" 2>/dev/null
   fi
-  rm -rf "$tmp"
+  if [[ -n ${BENCH_KEEP:-} ]]; then echo "bench: kept $tmp (BENCH_KEEP)" >&2; else rm -rf "$tmp"; fi
   exit $st
 }
 trap cleanup EXIT

@@ -67,7 +67,7 @@ for _ in $(seq "$rounds"); do
       out=$("$(client_for "$m")" --workload durable_put_8c --dir "$T/d$i" --records "$records" \
               --seconds "$secs" --coordinator "$m" | grep '^RESULT')
       st=$(build-bench/dotdb --db "$T/d$i" stats 2>/dev/null |
-             grep -o '"batches":[0-9]*,"fsyncs":[0-9]*\(,"fsyncs_inline":[0-9]*,"fsync_inline_avg_us":[0-9]*\)\?' || true)
+             grep -o '"batches":[0-9]*,"fsyncs":[0-9]*\(,"fsyncs_inline":[0-9]*,"fsync_inline_avg_us":[0-9]*\)\?\(,"gathers":[0-9]*,"gather_avg_us":[0-9]*,"turnaround_avg_us":[0-9]*\)\?' || true)
     fi
     echo "$m: $(awk '{print $4, $5, $6}' <<<"$out") $st"
   done

@@ -219,6 +219,79 @@ Test(storage, wal_stays_bounded_under_a_steady_write_load, .timeout = 180)
     h_cleanup(&c);
 }
 
+/* Writes ~kb KiB as updates of 100 documents of ~1 KiB. */
+static void write_kib(dotdb *db, int kb, int base)
+{
+    char id[32];
+    for (int i = 0; i < kb; i++) {
+        snprintf(id, sizeof id, "u%d", i % 100);
+        put_doc(db, "big", id, base + i, 1000);
+    }
+}
+
+static uint64_t checkpoints_after_ticks(dotdb *db)
+{
+    h_sleep_ms(400); /* the trigger is looked at every 50 ms */
+    cJSON *s = stats(db);
+    while (jnum(s, "storage.running")) {
+        cJSON_Delete(s);
+        h_sleep_ms(50);
+        s = stats(db);
+    }
+    uint64_t n = jnum(s, "storage.checkpoints");
+    cJSON_Delete(s);
+    return n;
+}
+
+/* After a checkpoint of D bytes the WAL may hold checkpoint_wal_percent of
+ * D before the size triggers the next one (a big collection is not
+ * rewritten for every checkpoint_wal_size written); 0 restores the size
+ * alone. */
+static void wal_percent_case(int percent, int expect_early)
+{
+    coord c;
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "{\"storage\": {\"sync_mode\": \"normal\", \"segment_size\": \"1MB\", "
+             "\"checkpoint_wal_size\": \"1MB\", \"checkpoint_wal_percent\": %d, "
+             "\"checkpoint_interval_ms\": 3600000}}", percent);
+    h_init(&c, cfg);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    char id[32];
+    for (int i = 0; i < 6000; i++) { /* ~6 MB of data */
+        snprintf(id, sizeof id, "d%d", i);
+        put_doc(db, "big", id, i, 1000);
+    }
+    char *json = NULL;
+    cr_assert_eq(dotdb_checkpoint(db, 0, NULL, &json, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    dotdb_free(json);
+    uint64_t before = checkpoints_after_ticks(db);
+    write_kib(db, 2500, 0); /* ~2.5 MB: over the size, under 100% of the data */
+    uint64_t mid = checkpoints_after_ticks(db);
+    if (expect_early)
+        cr_expect_gt(mid, before, "2.5 MB of WAL over a 1 MB size took a checkpoint");
+    else
+        cr_expect_eq(mid, before, "2.5 MB of WAL is under 100%% of ~6 MB checkpointed");
+    write_kib(db, 5000, 10000); /* ~7.5 MB in all: over the data checkpointed */
+    uint64_t after = checkpoints_after_ticks(db);
+    cr_expect_gt(after, mid, "the WAL grew past the checkpointed data: a checkpoint");
+    cr_expect_eq(get_v(db, "big", "u99"), 10000 + 4999);
+    cr_expect_eq(get_v(db, "big", "d5999"), 5999);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+Test(storage, checkpoint_waits_for_a_share_of_the_data_in_the_wal, .timeout = 180)
+{
+    wal_percent_case(100, 0);
+}
+
+Test(storage, checkpoint_wal_percent_0_is_the_size_alone, .timeout = 180)
+{
+    wal_percent_case(0, 1);
+}
+
 /* ---- kill -9 during checkpoints ---- */
 
 /* A writer: sync full puts of keys w-k with increasing values; each

@@ -48,6 +48,7 @@ Test(config, defaults_match_the_documentation)
     cr_assert_eq(c.sync_mode, SYNC_FULL);
     cr_assert_eq(c.sync_interval_ms, 100);
     cr_assert_eq(c.checkpoint_wal_size, 64 * MiB);
+    cr_assert_eq(c.checkpoint_wal_percent, 100);
     cr_assert_eq(c.checkpoint_interval_ms, 300000);
     cr_assert_str_eq(c.socket_path, "");
     cr_assert_eq(c.buffer_pool_size, 64 * MiB);
@@ -386,7 +387,8 @@ Test(config, help_lists_every_key_with_its_default)
     static const char *const keys[] = {
         "storage.data_directory", "storage.wal_directory", "storage.segment_size",
         "storage.compression", "storage.sync_mode", "storage.sync_interval_ms",
-        "storage.checkpoint_wal_size", "storage.checkpoint_interval_ms", "storage.socket_path",
+        "storage.checkpoint_wal_size", "storage.checkpoint_wal_percent",
+        "storage.checkpoint_interval_ms", "storage.socket_path",
         "memory.buffer_pool_size", "memory.max_size", "memory.cache_size",
         "memory.max_connections", "memory.worker_threads", "memory.max_snapshot_age_ms",
         "memory.frame_timeout_ms", "limits.max_fields",
