@@ -12,7 +12,8 @@
 #                  runs once per round, the order rotating, and the round
 #                  with the median ops/s is reported, so that a stall of
 #                  this (shared, virtual) machine during one system's run
-#                  does not decide a ratio
+#                  does not decide a ratio; `load` runs R rounds too, each
+#                  into an empty store
 #   --only W       run W only (after `load`, which everything else needs)
 #   --json FILE    write {"records", "machine", "results": [...]} to FILE
 #   --chart FILE   draw the DotDB/peer ratios (gnuplot PNG) into FILE;
@@ -119,14 +120,25 @@ runs=$tmp/runs.txt results=$tmp/results.txt
 : >"$runs"
 failed=0
 i=0
+# A load round after the first starts from an empty store, as the first did.
+empty_store() {
+  case $1 in
+    dotdb)
+      "$root/$build/dotdb" --db "$tmp/dotdb" coordinator stop >/dev/null 2>&1 || true
+      rm -rf "$tmp/dotdb" ;;
+    redis) redis-cli -s "$sock" flushall >/dev/null ;;
+    *) rm -rf "${tmp:?}/$1" ;;
+  esac
+}
 for w in "${workloads[@]}"; do
-  case $w in # measured once: a load, a size, a start-up
-    load|shm_bytes_per_doc|disk_bytes|restart) n=1 ;;
-    *) n=$rounds ;;
+  case $w in # measured once: a size, a start-up
+    shm_bytes_per_doc|disk_bytes|restart) n=1 ;;
+    *) n=$rounds ;; # load too: each round from empty, the median kept
   esac
   for ((r = 0; r < n; r++)); do
     for ((j = 0; j < ${#systems[@]}; j++)); do
       s=${systems[$(((i + j) % ${#systems[@]}))]}
+      if [[ $w == load ]] && ((r > 0)); then empty_store "$s"; fi
       args=(--workload "$w" --dir "$tmp/$s" --records "$records" --seconds "$seconds")
       case $s in
         dotdb) args+=(--coordinator "$root/$build/dotdbd") ;;
