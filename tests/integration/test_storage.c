@@ -292,6 +292,96 @@ Test(storage, checkpoint_wal_percent_0_is_the_size_alone, .timeout = 180)
     wal_percent_case(0, 1);
 }
 
+/* The nice value of each of pid's threads: how many are at `want`. */
+static int threads_at_nice(pid_t pid, int want, int *others_at_0)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    int n = 0, zero = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sp[400], buf[1024];
+        snprintf(sp, sizeof sp, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(sp, "r");
+        if (f == NULL)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = 0;
+        /* after "(comm)": state is field 3, nice field 19 */
+        const char *q = strrchr(buf, ')');
+        int field = 2, nice = 0;
+        for (; q && *q; q++)
+            if (*q == ' ' && ++field == 19) {
+                nice = atoi(q + 1);
+                break;
+            }
+        if (field != 19)
+            continue;
+        n += nice == want;
+        zero += nice == 0;
+    }
+    closedir(d);
+    *others_at_0 = zero;
+    return n;
+}
+
+/* A checkpoint runs on a thread at nice +10 (it yields the CPU to
+ * requests); the loop and the pool stay at the coordinator's priority. */
+Test(storage, checkpoint_runs_at_a_lower_priority, .timeout = 180)
+{
+    coord c;
+    h_init(&c, "{\"storage\": {\"sync_mode\": \"normal\", \"checkpoint_wal_size\": \"1TB\"}}");
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    /* ~40 MB, so that the checkpoint lasts long enough to be seen */
+    size_t cap = 4000 * 1100, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    for (int b = 0; b < 10; b++) {
+        len = 0;
+        for (int i = 0; i < 4000; i++)
+            len += (size_t)snprintf(text + len, cap - len, "{\"id\":\"b%d-%d\",\"pad\":\"%01000d\"}\n",
+                                    b, i, i);
+        size_t n = 0;
+        cr_assert_eq(dotdb_put_many(db, "big", text, len, &n), DOTDB_OK, "%s", dotdb_errmsg(db));
+    }
+    free(text);
+    pid_t kid = fork();
+    cr_assert_geq(kid, 0);
+    if (kid == 0) {
+        dotdb *k = NULL;
+        dotdb_options o = {.no_autostart = 1};
+        char *json = NULL;
+        if (dotdb_open(c.dir, &o, &k) != DOTDB_OK ||
+            dotdb_checkpoint(k, DOTDB_CHECKPOINT_COMPACT, NULL, &json, NULL) != DOTDB_OK)
+            _exit(1);
+        _exit(0);
+    }
+    int seen = 0, zero = 0;
+    for (int i = 0; i < 20000 && !seen; i++) {
+        seen = threads_at_nice(c.pid, 10, &zero);
+        int st;
+        if (!seen && waitpid(kid, &st, WNOHANG) == kid) {
+            kid = -1;
+            break;
+        }
+        usleep(200);
+    }
+    if (kid > 0)
+        cr_assert_eq(h_wait(kid), 0, "the checkpoint succeeded");
+    cr_assert_geq(seen, 1, "a thread at nice 10 while the checkpoint ran");
+    cr_assert_geq(zero, 1, "the loop thread stays at nice 0");
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
 /* ---- kill -9 during checkpoints ---- */
 
 /* A writer: sync full puts of keys w-k with increasing values; each
