@@ -305,6 +305,16 @@ static void start_pending(storage *st)
     st->pending_has_backup = 0;
 }
 
+/* The bytes c's segments take on disk and hold uncompressed (c may be NULL). */
+static void coll_bytes(const mf_coll *c, uint64_t *disk, uint64_t *raw)
+{
+    *disk = *raw = 0;
+    for (size_t k = 0; c && k < c->nsegs; k++) {
+        *disk += c->segs[k].size;
+        *raw += c->segs[k].raw_bytes;
+    }
+}
+
 void storage_tick(storage *st, int read_only)
 {
     if (st->running || read_only)
@@ -324,9 +334,11 @@ void storage_tick(storage *st, int read_only)
      * checkpoint_wal_percent of D in the WAL; a bulk load of N bytes then
      * costs O(N) of checkpoint writes, not O(N^2 / checkpoint_wal_size). */
     uint64_t wal_bytes = wal_total_bytes(st->log), raw = 0;
-    for (size_t i = 0; i < st->mf.ncolls; i++)
-        for (size_t k = 0; k < st->mf.colls[i].nsegs; k++)
-            raw += st->mf.colls[i].segs[k].raw_bytes;
+    for (size_t i = 0; i < st->mf.ncolls; i++) {
+        uint64_t d, r;
+        coll_bytes(&st->mf.colls[i], &d, &r);
+        raw += r;
+    }
     int by_size = wal_bytes >= st->cfg->checkpoint_wal_size &&
                   wal_bytes / 100 >= raw / 100 * st->cfg->checkpoint_wal_percent / 100;
     int by_time = st->cfg->checkpoint_interval_ms &&
@@ -710,11 +722,8 @@ int storage_stats_json(const storage *st, dbuf *out)
         rc = dbuf_append(out, "\",\"collections\":{", 17);
     for (size_t i = 0; rc == 0 && i < st->mf.ncolls; i++) {
         const mf_coll *c = &st->mf.colls[i];
-        uint64_t disk = 0, raw = 0;
-        for (size_t k = 0; k < c->nsegs; k++) {
-            disk += c->segs[k].size;
-            raw += c->segs[k].raw_bytes;
-        }
+        uint64_t disk, raw;
+        coll_bytes(c, &disk, &raw);
         n = snprintf(b, sizeof b,
                      "%s\"%s\":{\"disk_bytes\":%" PRIu64 ",\"raw_bytes\":%" PRIu64 ",\"segments\":%zu"
                      ",\"documents\":%" PRIu64 ",\"compression_ratio\":%.3f}",
@@ -731,11 +740,8 @@ int storage_coll_json(void *ctx, const char *name, size_t len, dbuf *out)
     char key[65];
     snprintf(key, sizeof key, "%.*s", (int)(len < 64 ? len : 64), name);
     const mf_coll *c = manifest_find(&st->mf, key);
-    uint64_t disk = 0, raw = 0;
-    for (size_t k = 0; c && k < c->nsegs; k++) {
-        disk += c->segs[k].size;
-        raw += c->segs[k].raw_bytes;
-    }
+    uint64_t disk, raw;
+    coll_bytes(c, &disk, &raw);
     char b[400];
     int n = snprintf(b, sizeof b,
                      ",\"disk_bytes\":%" PRIu64 ",\"disk_raw_bytes\":%" PRIu64 ",\"segments\":%zu"

@@ -342,11 +342,14 @@ oom:
     return NULL;
 }
 
+/* Free the helper's fragments; t has none afterwards. */
 static void tail_free(tail_enc *t)
 {
     for (size_t i = 0; i < t->nfrags; i++)
         dbuf_free(&t->frags[i]);
     free(t->frags);
+    t->frags = NULL;
+    t->nfrags = t->cap = 0;
 }
 
 /* The start of a line that opens an object, at or after the middle of
@@ -442,7 +445,6 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
             if (joined)
                 break;
             tail_free(&t);
-            t.nfrags = 0, t.frags = NULL;
         }
         if (more < 0) {
             rc = put_many_fail(db, DOTDB_EJSON, ENC_BAD_START, n, "");
@@ -481,7 +483,7 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
     conn_unref(c);
     if (rc == 0 && n == 0)
         rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
-    if (rc == 0 && joined) {
+    if (rc == 0 && joined && t.nfrags > 0) {
         /* this thread's last fragment, then the helper's, the last one
          * ending the batch (it holds at least the split's document) */
         if (batch_count(&b, start) > 0)
