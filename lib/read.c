@@ -9,6 +9,7 @@
  * stamped with the snapshot LSN, which the coordinator checks for
  * conflicts (optimistic concurrency).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,32 +231,19 @@ static int next_json_object(const char *s, size_t len, size_t *pos)
  * little, small enough that the last fragment's check is short. */
 #define PUT_MANY_FRAGMENT (128u * 1024u)
 /* A text at least this long is encoded by two threads when the machine has
- * two cores or more: the calling thread from the start, a helper from a
- * document near the middle (docs/ARCHITECTURE.md, "put_many encodes with
- * two threads"). */
+ * two cores or more (docs/ARCHITECTURE.md, "put_many encodes with two
+ * threads"): it is cut into chunks of about PUT_MANY_CHUNK bytes at lines
+ * that open an object, which the calling thread and a helper take in turn;
+ * the calling thread sends each as a fragment, in order, as soon as it and
+ * the chunks before it are encoded, so the coordinator checks them while
+ * the rest are encoded.  At most PUT_MANY_AHEAD chunks wait to be sent. */
 #define PUT_MANY_SPLIT_MIN (1u << 20)
+#define PUT_MANY_CHUNK PUT_MANY_FRAGMENT
+#define PUT_MANY_AHEAD 8
 
 /* What stopped an encoder: nothing (rc 0), a document that is not an
  * object, one that does not encode (detail in msg), or one too large. */
 enum { ENC_BAD_START = 1, ENC_BAD_DOC, ENC_TOO_LARGE };
-
-/* The second encoder's work: the documents from `pos` to the end, as whole
- * fragments (each a batch of its own, PUT_MANY_FRAGMENT or more), which the
- * calling thread sends after its own part. */
-typedef struct tail_enc {
-    dotdb *db;
-    conn *c;
-    const char *coll;
-    size_t coll_len;
-    const char *json;
-    size_t len, pos;
-    dbuf *frags;      /* owned, nfrags of them */
-    size_t nfrags, cap;
-    size_t n;         /* documents encoded */
-    int rc, why;      /* the first failure, at document n */
-    char msg[512];
-    atomic_int stop;  /* set by the caller: the split was not a document start */
-} tail_enc;
 
 /* Encode one document of json[pos..] as a put into b (batch at `start`);
  * *used: its length.  On failure returns the status with *why and msg set,
@@ -286,85 +274,135 @@ static int encode_put(dotdb *db, conn *c, const char *coll, size_t coll_len, con
     return rc;
 }
 
-static int tail_push(tail_enc *t, dbuf *f)
+enum { CHUNK_TODO, CHUNK_BUSY, CHUNK_DONE };
+
+/* json[from..to): documents, if `from` really starts one.  Chunk k+1's
+ * `from` is a guess (a line opening an object may open a nested object of
+ * a document that spans lines); it holds when chunk k's encoder, which
+ * started where a document does, stops exactly there. */
+typedef struct pm_chunk {
+    size_t from, to;
+    size_t end;   /* where its encoder stopped: `to`, or past it */
+    size_t n;     /* documents encoded */
+    size_t start; /* the batch's count in frag */
+    dbuf frag;    /* owned: the batch of those documents */
+    int rc, why;  /* the first failure, at document n of the chunk */
+    int state;    /* CHUNK_*, under pm_par.mu */
+    char msg[512];
+} pm_chunk;
+
+typedef struct pm_par {
+    dotdb *db;
+    conn *c;
+    const char *coll, *json;
+    size_t coll_len, len;
+    pm_chunk *ch; /* owned, nch of them */
+    size_t nch;
+    size_t next;  /* the next chunk to encode */
+    size_t sent;  /* chunks the calling thread has used */
+    int stop;     /* no more chunks are taken */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} pm_par;
+
+/* Cut json[from..len) into chunks; 0 (and nothing cut) if it holds only
+ * one or memory is short. */
+static int pm_cut(pm_par *pp, size_t from)
 {
-    if (t->nfrags == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 16;
-        dbuf *v = realloc(t->frags, cap * sizeof *v);
-        if (v == NULL)
-            return DOTDB_ENOMEM;
-        t->frags = v;
-        t->cap = cap;
+    const char *json = pp->json, *end = json + pp->len;
+    size_t cap = (pp->len - from) / PUT_MANY_CHUNK + 2, n = 0;
+    pm_chunk *ch = calloc(cap, sizeof *ch);
+    if (ch == NULL)
+        return 0;
+    for (size_t at = from; n < cap;) {
+        ch[n].from = at;
+        ch[n].to = pp->len;
+        dbuf_init(&ch[n].frag);
+        n++;
+        if (pp->len - at <= PUT_MANY_CHUNK)
+            break;
+        const char *p = json + at + PUT_MANY_CHUNK;
+        while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL && p + 1 < end && p[1] != '{')
+            p++;
+        if (p == NULL || p + 1 >= end)
+            break;
+        at = (size_t)(p + 1 - json);
+        ch[n - 1].to = at;
     }
-    t->frags[t->nfrags++] = *f;
-    dbuf_init(f);
-    return 0;
+    if (n < 2) {
+        free(ch);
+        return 0;
+    }
+    pp->ch = ch;
+    pp->nch = n;
+    return 1;
 }
 
-static void *tail_encode(void *arg)
+/* Encode chunk k into its own batch (either thread). */
+static void pm_encode(pm_par *pp, pm_chunk *k)
 {
-    tail_enc *t = arg;
-    dbuf f;
-    size_t start, pos = t->pos;
-    int more;
-    dbuf_init(&f);
-    if (batch_begin(&f, &start) != 0 || dbuf_reserve(&f, 2 * PUT_MANY_FRAGMENT) != 0)
-        goto oom;
-    while (!atomic_load_explicit(&t->stop, memory_order_relaxed) &&
-           (more = next_json_object(t->json, t->len, &pos)) != 0) {
-        if (more < 0) {
-            t->rc = DOTDB_EJSON;
-            t->why = ENC_BAD_START;
+    size_t pos = k->from;
+    if (batch_begin(&k->frag, &k->start) != 0 ||
+        dbuf_reserve(&k->frag, PUT_MANY_CHUNK + PUT_MANY_CHUNK / 4) != 0) {
+        k->rc = DOTDB_ENOMEM;
+        k->why = ENC_BAD_DOC;
+        snprintf(k->msg, sizeof k->msg, "out of memory");
+        k->end = pos;
+        return;
+    }
+    for (;;) {
+        int more = next_json_object(pp->json, pp->len, &pos);
+        if (more == 0 || pos >= k->to)
             break;
-        }
-        if (f.len >= PUT_MANY_FRAGMENT) {
-            if (tail_push(t, &f) != 0 || batch_begin(&f, &start) != 0 ||
-                dbuf_reserve(&f, 2 * PUT_MANY_FRAGMENT) != 0)
-                goto oom;
+        if (more < 0) {
+            k->rc = DOTDB_EJSON;
+            k->why = ENC_BAD_START;
+            break;
         }
         size_t used;
-        t->rc = encode_put(t->db, t->c, t->coll, t->coll_len, t->json + pos, t->len - pos, &f,
-                           start, &used, &t->why, t->msg, sizeof t->msg);
-        if (t->rc != 0)
+        k->rc = encode_put(pp->db, pp->c, pp->coll, pp->coll_len, pp->json + pos, pp->len - pos,
+                           &k->frag, k->start, &used, &k->why, k->msg, sizeof k->msg);
+        if (k->rc != 0)
             break;
         pos += used;
-        t->n++;
+        k->n++;
     }
-    if (t->rc == 0 && batch_count(&f, start) > 0 && tail_push(t, &f) != 0)
-        goto oom;
-    dbuf_free(&f);
-    return NULL;
-oom:
-    dbuf_free(&f);
-    t->rc = DOTDB_ENOMEM;
-    t->why = ENC_BAD_DOC;
-    snprintf(t->msg, sizeof t->msg, "out of memory");
-    return NULL;
+    k->end = pos;
 }
 
-/* Free the helper's fragments; t has none afterwards. */
-static void tail_free(tail_enc *t)
+/* With pp->mu held: take the next chunk to encode, if one may be. */
+static int pm_take(pm_par *pp, size_t *k)
 {
-    for (size_t i = 0; i < t->nfrags; i++)
-        dbuf_free(&t->frags[i]);
-    free(t->frags);
-    t->frags = NULL;
-    t->nfrags = t->cap = 0;
+    if (pp->stop || pp->next == pp->nch || pp->next >= pp->sent + PUT_MANY_AHEAD)
+        return 0;
+    *k = pp->next++;
+    pp->ch[*k].state = CHUNK_BUSY;
+    return 1;
 }
 
-/* The start of a line that opens an object, at or after the middle of
- * json[from..len), or 0: where the helper begins.  Only a guess (a nested
- * object may open a line too): the caller checks that its own parse
- * arrives exactly there before it uses the helper's work. */
-static size_t split_guess(const char *json, size_t from, size_t len)
+/* With pp->mu held: encode one chunk if one may be taken (1), else 0. */
+static int pm_work(pm_par *pp)
 {
-    const char *p = json + from + (len - from) / 2, *end = json + len;
-    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL && p + 1 < end) {
-        if (p[1] == '{')
-            return (size_t)(p + 1 - json);
-        p++;
-    }
-    return 0;
+    size_t k;
+    if (!pm_take(pp, &k))
+        return 0;
+    pthread_mutex_unlock(&pp->mu);
+    pm_encode(pp, &pp->ch[k]);
+    pthread_mutex_lock(&pp->mu);
+    pp->ch[k].state = CHUNK_DONE;
+    pthread_cond_broadcast(&pp->cv);
+    return 1;
+}
+
+static void *pm_helper(void *arg)
+{
+    pm_par *pp = arg;
+    pthread_mutex_lock(&pp->mu);
+    while (!pp->stop && pp->next < pp->nch)
+        if (!pm_work(pp))
+            pthread_cond_wait(&pp->cv, &pp->mu);
+    pthread_mutex_unlock(&pp->mu);
+    return NULL;
 }
 
 static int put_many_fail(dotdb *db, int rc, int why, size_t doc, const char *msg)
@@ -391,6 +429,55 @@ static int put_many_frame(dotdb *db, cl_stream *st, int *streaming, const dbuf *
         return cl_stream_part(st, WIRE_OP_BATCH, b->data, b->len);
     *streaming = 2;
     return cl_stream_end(st, WIRE_OP_BATCH, 0, b->data, b->len, NULL, NULL);
+}
+
+/* The sending side of the parallel encoding, on the calling thread, which
+ * also encodes chunks while the next one to send is not ready.  The chunk
+ * held back in *b (its count at *start) is sent as a fragment once the
+ * next one has proved a document follows; what is held at the end, the
+ * caller sends or extends.  Returns 0 with *pos where the caller goes on
+ * alone (the end of the text, or where a guessed start did not hold) and
+ * *n the documents encoded so far, or the failure. */
+static int pm_send(pm_par *pp, dbuf *b, size_t *start, size_t *pos, size_t *n, cl_stream *st,
+                   int *streaming)
+{
+    int rc = 0;
+    pthread_mutex_lock(&pp->mu);
+    while (pp->sent < pp->nch) {
+        pm_chunk *k = &pp->ch[pp->sent];
+        if (k->state != CHUNK_DONE) {
+            if (!pm_work(pp))
+                pthread_cond_wait(&pp->cv, &pp->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&pp->mu);
+        /* k starts where a document does: its failure is the text's */
+        if (k->rc != 0) {
+            rc = put_many_fail(pp->db, k->rc, k->why, *n + k->n, k->msg);
+            pthread_mutex_lock(&pp->mu);
+            break;
+        }
+        if (k->n > 0 && batch_count(b, *start) > 0)
+            rc = put_many_frame(pp->db, st, streaming, b, 0);
+        if (k->n > 0 && rc == 0) {
+            dbuf_free(b);
+            *b = k->frag;
+            *start = k->start;
+            dbuf_init(&k->frag);
+            *n += k->n;
+        }
+        *pos = k->end;
+        int held = pp->sent + 1 < pp->nch && k->n > 0 && k->end == pp->ch[pp->sent + 1].from;
+        pthread_mutex_lock(&pp->mu);
+        pp->sent++;
+        pthread_cond_broadcast(&pp->cv);
+        if (rc != 0 || !held)
+            break;
+    }
+    pp->stop = 1;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    return rc;
 }
 
 int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, size_t *count_out)
@@ -421,31 +508,27 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
                                                           : 2 * PUT_MANY_FRAGMENT);
     if (rc != 0)
         rc = cl_fail(db, DOTDB_ENOMEM, "out of memory");
-    tail_enc t = {.db = db, .c = c, .coll = coll, .coll_len = coll_len, .json = json, .len = len};
-    pthread_t helper;
-    size_t split = 0;
-    int helping = 0, joined = 0;
-    if (rc == 0 && len - pos >= PUT_MANY_SPLIT_MIN && sysconf(_SC_NPROCESSORS_ONLN) >= 2 &&
-        (split = split_guess(json, pos, len)) != 0) {
-        t.pos = split;
-        helping = pthread_create(&helper, NULL, tail_encode, &t) == 0;
-    }
     cl_stream st;
     int more, streaming = 0, why = 0;
     char msg[512];
-    while (rc == 0 && (more = next_json_object(json, len, &pos)) != 0) {
-        if (helping && pos >= split) {
-            /* Where the helper began: the rest is its work.  Past it
-             * without stopping there, the guess was inside a document:
-             * the helper's work is dropped and this thread goes on. */
-            atomic_store(&t.stop, pos != split);
+    pm_par pp = {.db = db, .c = c, .coll = coll, .coll_len = coll_len, .json = json, .len = len};
+    if (rc == 0 && len - pos >= PUT_MANY_SPLIT_MIN && sysconf(_SC_NPROCESSORS_ONLN) >= 2 &&
+        pm_cut(&pp, pos)) {
+        pthread_t helper;
+        pthread_mutex_init(&pp.mu, NULL);
+        pthread_cond_init(&pp.cv, NULL);
+        /* without a helper the calling thread encodes every chunk itself */
+        int helping = pthread_create(&helper, NULL, pm_helper, &pp) == 0;
+        rc = pm_send(&pp, &b, &start, &pos, &n, &st, &streaming);
+        if (helping)
             pthread_join(helper, NULL);
-            helping = 0;
-            joined = pos == split;
-            if (joined)
-                break;
-            tail_free(&t);
-        }
+        pthread_cond_destroy(&pp.cv);
+        pthread_mutex_destroy(&pp.mu);
+        for (size_t i = 0; i < pp.nch; i++)
+            dbuf_free(&pp.ch[i].frag);
+        free(pp.ch);
+    }
+    while (rc == 0 && (more = next_json_object(json, len, &pos)) != 0) {
         if (more < 0) {
             rc = put_many_fail(db, DOTDB_EJSON, ENC_BAD_START, n, "");
             break;
@@ -472,32 +555,15 @@ int dotdb_put_many(dotdb *db, const char *coll, const char *json, size_t len, si
         pos += used;
         n++;
     }
-    if (helping) { /* this thread failed or ended before the split */
-        atomic_store(&t.stop, 1);
-        pthread_join(helper, NULL);
-    }
-    if (joined && t.rc != 0)
-        rc = put_many_fail(db, t.rc, t.why, n + t.n, t.msg);
-    else if (joined)
-        n += t.n;
     conn_unref(c);
     if (rc == 0 && n == 0)
         rc = cl_fail(db, DOTDB_EINVAL, "no documents given");
-    if (rc == 0 && joined && t.nfrags > 0) {
-        /* this thread's last fragment, then the helper's, the last one
-         * ending the batch (it holds at least the split's document) */
-        if (batch_count(&b, start) > 0)
-            rc = put_many_frame(db, &st, &streaming, &b, 0);
-        for (size_t i = 0; rc == 0 && i < t.nfrags; i++)
-            rc = put_many_frame(db, &st, &streaming, &t.frags[i], i + 1 == t.nfrags);
-    } else if (rc == 0) {
+    if (rc == 0)
         rc = put_many_frame(db, &st, &streaming, &b, 1);
-    }
     if (streaming == 1) /* a failure left the batch open: abandon it */
         cl_stream_abort(&st, WIRE_OP_BATCH);
     if (rc == 0 && count_out)
         *count_out = n;
-    tail_free(&t);
     dbuf_free(&b);
     return rc;
 }

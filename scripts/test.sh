@@ -42,6 +42,11 @@ else
   echo "PASS: lockfree_stress --bug ignore-slots fails, as it must"
 fi
 
+# put_many's parallel encoders (lib/read.c) under ThreadSanitizer.
+cmake --build "$tsan" -j"$jobs" --target put_many_threads >/dev/null
+echo "ThreadSanitizer: put_many_threads"
+TSAN_OPTIONS=halt_on_error=1 "$tsan/tests/put_many_threads" "$PWD/$tsan/dotdbd" || status=1
+
 # The coordinator itself under ThreadSanitizer (its loop thread, fsync
 # workers, checkpoint writer and segment loaders) driving the multi-process
 # tests and the crash matrix; any report is written to tsan_logs and fails
