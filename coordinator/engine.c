@@ -700,12 +700,45 @@ static int batch_has_derived(const uint8_t *batch, size_t len)
     return 0;
 }
 
+/* Apply the operations of `it` (first_op: the index of its first in the
+ * batch, for messages); err names the one that failed. */
+static int apply_ops(apply_ctx *ax, batch_iter *it, uint32_t first_op, char *err, size_t errlen)
+{
+    engine *e = ax->e;
+    batch_op op;
+    int rc;
+    while ((rc = batch_next(it, &op, err, errlen)) == 1) {
+        char inner[400];
+        inner[0] = 0; /* not = "": that would clear 400 bytes per operation */
+        ax->err = inner;
+        ax->errlen = sizeof inner;
+        /* A batch of new ids waits on one table miss per document: start
+         * the one APPLY_AHEAD documents on now (same collection assumed). */
+        enum { APPLY_AHEAD = 8 };
+        if (ax->last_coll && ax->opno + APPLY_AHEAD < ax->n_meta &&
+            ax->meta[ax->opno + APPLY_AHEAD].id_len)
+            idx_prefetch(e->r, ax->last_coll, ax->meta[ax->opno + APPLY_AHEAD].hash);
+        rc = apply_op(ax, &op);
+        if (rc == 0 && ax->out && !bop_is_derived(op.kind))
+            rc = batch_add(&ax->out->log, ax->log_start, &op);
+        if (rc != 0) {
+            if (it->nops > 1 || first_op > 0)
+                snprintf(err, errlen, "operation %u: %s", first_op + ax->opno,
+                         inner[0] ? inner : dotdb_strerror(rc));
+            else
+                snprintf(err, errlen, "%s", inner[0] ? inner : dotdb_strerror(rc));
+            return rc;
+        }
+        ax->opno++;
+    }
+    return rc;
+}
+
 int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_t *batch,
                     size_t len, engine_out *out, char *err, size_t errlen)
 {
     assert(lsn == e->applied + 1);
     batch_iter it;
-    batch_op op;
     engine_out local = {0};
     apply_ctx ax = {.e = e, .lsn = lsn, .snapshot = snapshot_lsn, .err = err, .errlen = errlen,
                     .docs_checked = out ? out->docs_checked : 0};
@@ -724,29 +757,7 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
         if ((rc = batch_begin(&ax.out->log, &ax.log_start)) != 0)
             return rc;
     }
-    while ((rc = batch_next(&it, &op, err, errlen)) == 1) {
-        char inner[400];
-        inner[0] = 0; /* not = "": that would clear 400 bytes per operation */
-        ax.err = inner;
-        ax.errlen = sizeof inner;
-        /* A batch of new ids waits on one table miss per document: start
-         * the one APPLY_AHEAD documents on now (same collection assumed). */
-        enum { APPLY_AHEAD = 8 };
-        if (ax.last_coll && ax.opno + APPLY_AHEAD < ax.n_meta &&
-            ax.meta[ax.opno + APPLY_AHEAD].id_len)
-            idx_prefetch(e->r, ax.last_coll, ax.meta[ax.opno + APPLY_AHEAD].hash);
-        rc = apply_op(&ax, &op);
-        if (rc == 0 && ax.out && !bop_is_derived(op.kind))
-            rc = batch_add(&ax.out->log, ax.log_start, &op);
-        if (rc != 0) {
-            if (it.nops > 1)
-                snprintf(err, errlen, "operation %u: %s", ax.opno, inner[0] ? inner : dotdb_strerror(rc));
-            else
-                snprintf(err, errlen, "%s", inner[0] ? inner : dotdb_strerror(rc));
-            break;
-        }
-        ax.opno++;
-    }
+    rc = apply_ops(&ax, &it, 0, err, errlen);
     dbuf_free(&local.log);
     dbuf_free(&local.reply);
     if (rc != 0) {
@@ -757,6 +768,28 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
     e->applied = lsn;
     return 0;
 }
+
+int engine_apply_part(engine *e, const uint8_t *frag, size_t len, const engine_doc_meta *meta,
+                      size_t n_meta, uint32_t first_op, char *err, size_t errlen)
+{
+    batch_iter it;
+    batch_op op;
+    int rc = batch_iter_init(&it, frag, len, err, errlen);
+    if (rc != 0)
+        return rc;
+    while ((rc = batch_next(&it, &op, err, errlen)) == 1)
+        if (op.kind != BOP_PUT) {
+            snprintf(err, errlen, "not a fragment of plain puts");
+            return DOTDB_EINVAL;
+        }
+    if (rc != 0 || (rc = batch_iter_init(&it, frag, len, err, errlen)) != 0)
+        return rc;
+    apply_ctx ax = {.e = e, .lsn = e->applied + 1, .docs_checked = 1, .meta = meta,
+                    .n_meta = n_meta};
+    return apply_ops(&ax, &it, first_op, err, errlen);
+}
+
+uint64_t engine_commit_part(engine *e) { return ++e->applied; }
 
 static int push_meta(dbuf *meta, engine_doc_meta m, char *err, size_t errlen)
 {

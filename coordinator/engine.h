@@ -94,6 +94,26 @@ int engine_apply_ex(engine *e, uint64_t lsn, uint64_t snapshot_lsn, const uint8_
 int engine_check_docs(engine *e, const uint8_t *batch, size_t len, uint32_t first_op, dbuf *meta,
                       char *err, size_t errlen);
 
+/*
+ * Applying a batch that arrives in fragments while it arrives
+ * (docs/ARCHITECTURE.md, "A batch in fragments is applied as it comes").
+ * engine_apply_part applies the operations of one fragment, checked by
+ * engine_check_docs (meta: its n_meta entries for them; first_op: the
+ * index of the fragment's first operation in the batch, for messages), at
+ * the LSN the batch will have, engine_applied_lsn() + 1, without advancing
+ * the applied LSN: what it links stays invisible (no publish can pass the
+ * applied LSN) and engine_undo(e, engine_applied_lsn(e) + 1) removes all
+ * of it.  Only fragments of BOP_PUT operations are taken: DOTDB_EINVAL for
+ * any other (nothing of the fragment applied).  On any failure the
+ * fragment's operations applied so far stay until that undo; the caller
+ * must undo before anything else is applied.  engine_commit_part ends the
+ * batch once every fragment, the last frame's too, is applied: returns its
+ * LSN, now the applied one.
+ */
+int engine_apply_part(engine *e, const uint8_t *frag, size_t len, const engine_doc_meta *meta,
+                      size_t n_meta, uint32_t first_op, char *err, size_t errlen);
+uint64_t engine_commit_part(engine *e);
+
 /* Make everything applied up to `lsn` visible (seq_cst store of
  * commit_lsn) after retiring what it superseded. */
 void engine_publish(engine *e, uint64_t lsn);

@@ -91,6 +91,7 @@ void frag_reset(frag_batch *f)
     f->meta.len = 0;
     f->nops = 0;
     f->active = 0;
+    f->ahead = 0;
     f->status = 0;
     f->err[0] = 0;
     if (f->buf.cap > FRAG_KEEP) {

@@ -10,9 +10,13 @@
  * session's assembly; the last frame's operations are checked and
  * appended too, and the assembled batch is then applied exactly like a
  * batch sent in one frame: one LSN, all or nothing, one WAL record that
- * holds the assembled batch.  Nothing is applied before the last frame,
- * so other sessions' batches go on meanwhile and a client that stops
- * half-way leaves no trace (the assembly is freed with its session).
+ * holds the assembled batch.  A batch of plain puts may be applied as its
+ * fragments come, invisibly, at the LSN it will have (server.c,
+ * apply_ahead); anything else the coordinator applies first undoes that,
+ * and the batch is then applied whole at its last frame: other sessions'
+ * batches go on meanwhile and a client that stops half-way leaves no
+ * trace (the assembly is freed, and what it applied undone, with its
+ * session).
  *
  * Fragments get no response; the last frame's response answers for the
  * whole batch.  After a bad fragment the rest are dropped unread and the
@@ -35,6 +39,8 @@ typedef struct frag_batch {
     dbuf meta;       /* engine_doc_meta of each of those operations */
     uint32_t nops;
     int active;      /* a fragment arrived and the batch has not ended */
+    int ahead;       /* its fragments are applied as they come (server.c): 1
+                      * yes, -1 not this batch, 0 not decided yet */
     int status;      /* the first error (0: none) */
     char err[512];
 } frag_batch;

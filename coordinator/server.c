@@ -145,6 +145,12 @@ typedef struct server {
     uint64_t fd_conn_limit; /* connections the descriptor limit leaves room for */
     time_t started;
     engine_out apply_out;   /* reused by every batch */
+    session *ahead;         /* the session whose batch in fragments is
+                             * being applied as it comes (apply_ahead) */
+    uint64_t ahead_done;    /* batches so applied (stats) */
+    uint64_t ahead_undone;  /* and those whose early part was undone */
+    unsigned ahead_skip;    /* batches in fragments not to apply ahead, after
+                             * one was overtaken by another session's */
     storage *st;            /* checkpoints and backups */
 } server;
 
@@ -313,6 +319,20 @@ static void send_all_responses(server *srv)
     }
 }
 
+/* Undo what a batch in fragments applied ahead of its last frame: before
+ * anything else is applied or undone, and when its session goes.  The
+ * batch goes on, to be applied whole at its last frame. */
+static void ahead_drop(server *srv)
+{
+    if (srv->ahead == NULL)
+        return;
+    engine *e = srv->a->eng;
+    engine_undo(e, engine_applied_lsn(e) + 1);
+    srv->ahead->frag.ahead = -1;
+    srv->ahead = NULL;
+    srv->ahead_undone++;
+}
+
 /* The WAL can no longer be trusted: refuse writes from now on, undo and
  * fail everything not yet published, keep serving reads. */
 static void wal_failed(server *srv, const char *err)
@@ -323,6 +343,7 @@ static void wal_failed(server *srv, const char *err)
     snprintf(srv->fail_reason, sizeof srv->fail_reason,
              "WAL fdatasync failed, writes disabled until restart: %s", err);
     fprintf(stderr, "dotdbd: %s\n", srv->fail_reason);
+    ahead_drop(srv);
     engine_undo(e, published + 1);
     fail_unpublished(srv, published, DOTDB_EIO, srv->fail_reason);
 }
@@ -560,6 +581,7 @@ static void group_commit(server *srv)
         if (rc != 0) {
             /* Only this group's records were cut back; earlier ones (maybe
              * waiting for their sync) stand. */
+            ahead_drop(srv);
             engine_undo(e, written + 1);
             fail_unpublished(srv, written, rc, err);
             fprintf(stderr, "dotdbd: WAL write failed, group undone: %s\n", err);
@@ -693,6 +715,57 @@ static int64_t wall_ms(void)
 
 static uint64_t max_frame(const server *srv);
 
+/*
+ * A batch in fragments is applied as it comes (docs/ARCHITECTURE.md): the
+ * fragment p[0..len), just checked and added, is applied now at the LSN
+ * the batch will have, so that its last frame finds only itself left to
+ * apply.  Only one batch at a time, only from its first fragment, only
+ * plain puts; what it applied stays invisible, since the applied LSN does
+ * not move until its last frame, and anything else to be applied undoes it
+ * first (ahead_drop), the batch then waiting for its last frame to be
+ * applied whole, as every batch in fragments did before.  Returns 1 when
+ * the fragment was applied.
+ */
+/* After another session's write undid a batch's early part, this many
+ * batches in fragments are applied whole at their end: with several
+ * sessions writing at once the early work would mostly be undone. */
+#define AHEAD_SKIP 8
+
+static int apply_ahead(session *s, const uint8_t *p, size_t len)
+{
+    server *srv = s->srv;
+    frag_batch *f = &s->frag;
+    if (f->status != 0 || srv->read_only) { /* the batch fails: none of it stays */
+        if (srv->ahead == s)
+            ahead_drop(srv);
+        f->ahead = -1;
+        return 0;
+    }
+    if (f->ahead < 0)
+        return 0;
+    uint32_t n = ld_u32(p);
+    if (f->ahead == 0) {
+        if (srv->ahead != NULL || f->nops != n) { /* another's, or not the first */
+            f->ahead = -1;
+            return 0;
+        }
+        if (srv->ahead_skip > 0) {
+            srv->ahead_skip--;
+            f->ahead = -1;
+            return 0;
+        }
+        f->ahead = 1;
+        srv->ahead = s;
+    }
+    const engine_doc_meta *m = (const engine_doc_meta *)f->meta.data + (f->nops - n);
+    char err[512];
+    if (engine_apply_part(srv->a->eng, p, len, m, n, f->nops - n, err, sizeof err) != 0) {
+        ahead_drop(srv); /* the batch's own apply at its end decides */
+        return 0;
+    }
+    return 1;
+}
+
 static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
 {
     server *srv = s->srv;
@@ -702,15 +775,21 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
     size_t len = h->len;
     if (h->flags & WIRE_F_MORE) { /* a fragment: checked and kept, no response */
         frag_add(&s->frag, e, p, len, max_frame(srv));
+        apply_ahead(s, p, len);
         return;
     }
     out->docs_checked = 0;
     out->meta = NULL;
     out->n_meta = 0;
+    int done = 0; /* applied as it came, the last frame included */
     if (s->frag.active) { /* the last frame: the batch is the assembly */
         const uint8_t *whole;
+        const uint8_t *last = p;
+        size_t last_len = len;
         int rc = frag_finish(&s->frag, e, p, len, max_frame(srv), &whole, &len);
         if (rc != 0) {
+            if (srv->ahead == s)
+                ahead_drop(srv);
             queue_error(s, h->req_id, h->op, rc, s->frag.err);
             frag_reset(&s->frag);
             return;
@@ -719,6 +798,14 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
         out->docs_checked = 1;
         out->meta = (const engine_doc_meta *)s->frag.meta.data;
         out->n_meta = s->frag.meta.len / sizeof *out->meta;
+        /* a transaction's commit (h->lsn, its snapshot) is checked whole */
+        done = h->lsn == 0 && apply_ahead(s, last, last_len);
+    }
+    if (!done && srv->ahead != NULL) {
+        /* nothing may be applied behind a batch's first part */
+        if (srv->ahead != s)
+            srv->ahead_skip = AHEAD_SKIP;
+        ahead_drop(srv);
     }
     if (srv->read_only) {
         queue_error(s, h->req_id, h->op, DOTDB_EREADONLY, srv->fail_reason);
@@ -734,7 +821,14 @@ static void handle_batch(session *s, const wire_hdr *h, const uint8_t *p)
     out->now_ms = wall_ms();
     out->is_resolved = 0;
     out->reply.len = 0;
-    int rc = engine_apply_ex(e, lsn, h->lsn, p, len, out, err, sizeof err);
+    int rc = 0;
+    if (done) {
+        lsn = engine_commit_part(e);
+        srv->ahead = NULL;
+        srv->ahead_done++;
+    } else {
+        rc = engine_apply_ex(e, lsn, h->lsn, p, len, out, err, sizeof err);
+    }
     if (rc == 0) {
         /* Derived operations are logged as what they resolved to. */
         const uint8_t *rec = out->is_resolved ? out->log.data : p;
@@ -803,7 +897,8 @@ static int server_stats_json(server *srv, dbuf *out)
         ",\"fsync_inline_avg_us\":%" PRIu64 ",\"gathers\":%" PRIu64
         ",\"gather_avg_us\":%" PRIu64 ",\"turnaround_avg_us\":%" PRIu64
         ",\"snapshots_ousted\":%" PRIu64
-        ",\"frame_timeouts\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
+        ",\"frame_timeouts\":%" PRIu64 ",\"batches_applied_ahead\":%" PRIu64
+        ",\"batches_ahead_undone\":%" PRIu64 "},\"wal\":{\"bytes\":%" PRIu64
         ",\"segment\":%" PRIu64 ",\"unsynced_bytes\":%" PRIu64 "},\"memory\":",
         (int)getpid(), srv->a->dir, lockfile_epoch(srv->a->lock), (long)(time(NULL) - srv->started),
         engine_published_lsn(srv->a->eng), modes[cfg->sync_mode], srv->n_sessions,
@@ -812,7 +907,7 @@ static int server_stats_json(server *srv, dbuf *out)
         srv->syncs_inline ? srv->sync_ns_inline / srv->syncs_inline / 1000 : 0, srv->gathers,
         srv->gathers ? srv->gather_ns / srv->gathers / 1000 : 0,
         srv->turns ? srv->turn_ns / srv->turns / 1000 : 0, srv->ousted,
-        srv->frame_timeouts,
+        srv->frame_timeouts, srv->ahead_done, srv->ahead_undone,
         wal_total_bytes(srv->a->log), wal_current_segno(srv->a->log),
         wal_unsynced_bytes(srv->a->log));
     int rc = dbuf_append(out, b, (size_t)n);
@@ -1056,6 +1151,8 @@ static void session_close(session *s)
     for (size_t i = 0; i < s->n_resp; i++)
         free(s->resp[i].payload);
     free(s->resp);
+    if (srv->ahead == s)
+        ahead_drop(srv);
     frag_free(&s->frag);
     dbuf_free(&s->in);
     dbuf_free(&s->out);
@@ -1477,6 +1574,7 @@ int server_run(const server_args *a)
         close(a->ready_fd);
     }
     ev_run(srv->loop, 0);
+    ahead_drop(srv); /* a batch still in fragments is not committed */
 
     /* Shutdown: the last group was written by signal_cb; let the sync in
      * flight finish, then make everything durable whatever the sync_mode

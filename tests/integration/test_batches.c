@@ -8,6 +8,7 @@
  * The library is driven through the public API; the protocol corner cases
  * through a raw connection that speaks the frames itself.
  */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -306,9 +307,9 @@ static void raw_open(const char *dir, raw *r)
     cr_assert_eq(h.status, 0);
 }
 
-/* A batch of PUTs into "raw" of the given documents (JSON, NULL = a
+/* A batch of PUTs into `coll` of the given documents (JSON, NULL = a
  * corrupt binary document). */
-static void raw_batch(dbuf *b, const char *const *docs, size_t n)
+static void raw_batch_in(dbuf *b, const char *coll, const char *const *docs, size_t n)
 {
     size_t start;
     dbuf_init(b);
@@ -323,11 +324,16 @@ static void raw_batch(dbuf *b, const char *const *docs, size_t n)
             uint8_t junk[] = {0x20, 0xff, 0x01, 0x00};
             dbuf_append(&d, junk, sizeof junk);
         }
-        batch_op op = {.kind = BOP_PUT, .coll = "raw", .coll_len = 3, .doc = d.data,
+        batch_op op = {.kind = BOP_PUT, .coll = coll, .coll_len = strlen(coll), .doc = d.data,
                        .doc_len = d.len};
         cr_assert_eq(batch_add(b, start, &op), 0);
         dbuf_free(&d);
     }
+}
+
+static void raw_batch(dbuf *b, const char *const *docs, size_t n)
+{
+    raw_batch_in(b, "raw", docs, n);
 }
 
 static void raw_send(raw *r, uint16_t flags, const dbuf *b)
@@ -441,6 +447,144 @@ Test(batches, other_connections_commit_while_a_batch_is_in_fragments, .timeout =
     cr_assert(doc_exists(db, "raw", "a1") && doc_exists(db, "raw", "a2"));
     cr_assert(doc_exists(db, "raw", "between"));
     close(r.fd);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* ---- fragments applied as they come (coordinator/server.c apply_ahead) ---- */
+
+/* coordinator.<key> of the statistics. */
+static uint64_t coord_stat(dotdb *db, const char *key)
+{
+    char *s = NULL, want[64];
+    cr_assert_eq(dotdb_stats(db, NULL, &s, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
+    snprintf(want, sizeof want, "\"%s\":", key);
+    const char *p = strstr(s, want);
+    cr_assert_not_null(p, "stats has %s", key);
+    uint64_t v = strtoull(p + strlen(want), NULL, 10);
+    dotdb_free(s);
+    return v;
+}
+
+/* The documents the coordinator has applied to `coll` (its statistics
+ * count what is applied, committed or not); UINT64_MAX: no collection. */
+static uint64_t applied_docs(dotdb *db, const char *coll)
+{
+    char *s = NULL;
+    int rc = dotdb_stats(db, coll, &s, NULL);
+    if (rc == DOTDB_ENOCOLL)
+        return UINT64_MAX;
+    cr_assert_eq(rc, DOTDB_OK, "%s", dotdb_errmsg(db));
+    const char *p = strstr(s, "\"documents\":");
+    cr_assert_not_null(p);
+    uint64_t v = strtoull(p + 12, NULL, 10);
+    dotdb_free(s);
+    return v;
+}
+
+/* Wait until the coordinator has applied n documents to coll (it reads a
+ * raw connection's frames when it gets to them). */
+static void wait_applied(dotdb *db, const char *coll, uint64_t n)
+{
+    for (int i = 0; i < 2000 && applied_docs(db, coll) != n; i++)
+        usleep(5000);
+    cr_assert_eq(applied_docs(db, coll), n, "%s: %" PRIu64 " documents applied", coll, n);
+}
+
+Test(batches, a_batch_applied_as_it_comes_stays_invisible_until_its_end, .timeout = 60)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    dotdb *db = h_open(&c);
+    raw r;
+    raw_open(c.dir, &r);
+    char msg[600];
+    uint64_t ahead = coord_stat(db, "batches_applied_ahead");
+    uint64_t undone = coord_stat(db, "batches_ahead_undone");
+
+    /* two fragments, applied as they come, seen by no snapshot */
+    const char *a[] = {"{\"id\":\"a1\"}", "{\"id\":\"a2\"}"}, *a3[] = {"{\"id\":\"a3\"}"},
+               *a4[] = {"{\"id\":\"a4\"}"};
+    uint64_t before = commit_lsn(db);
+    raw_put(&r, WIRE_F_MORE, a, 2);
+    raw_put(&r, WIRE_F_MORE, a3, 1);
+    wait_applied(db, "raw", 3);
+    cr_assert(!doc_exists(db, "raw", "a1") && !doc_exists(db, "raw", "a3"), "invisible");
+    uint64_t n = 9;
+    cr_assert_eq(dotdb_count(db, "raw", NULL, &n), DOTDB_ENOCOLL,
+                 "the collection it creates does not exist yet");
+    cr_assert_eq(commit_lsn(db), before);
+    raw_put(&r, 0, a4, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert_eq(commit_lsn(db), before + 1, "one batch, one LSN");
+    cr_assert_eq(coord_stat(db, "batches_applied_ahead"), ahead + 1, "it was applied ahead");
+    cr_assert(doc_exists(db, "raw", "a1") && doc_exists(db, "raw", "a4"));
+
+    /* abandoned by an empty last frame: undone */
+    const char *d[] = {"{\"id\":\"d1\"}"};
+    raw_put(&r, WIRE_F_MORE, d, 1);
+    wait_applied(db, "raw", 5);
+    raw_put(&r, 0, NULL, 0);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_EINVAL, "%s", msg);
+    cr_assert_eq(applied_docs(db, "raw"), 4);
+    cr_assert(!doc_exists(db, "raw", "d1"));
+    cr_assert_eq(coord_stat(db, "batches_ahead_undone"), undone + 1);
+
+    /* into a new collection, then cut off: the collection goes too */
+    raw r2;
+    raw_open(c.dir, &r2);
+    dbuf b;
+    const char *g[] = {"{\"id\":\"g1\"}", "{\"id\":\"g2\"}"};
+    raw_batch_in(&b, "gone", g, 2);
+    raw_send(&r2, WIRE_F_MORE, &b);
+    dbuf_free(&b);
+    wait_applied(db, "gone", 2);
+    close(r2.fd);
+    wait_applied(db, "gone", UINT64_MAX);
+    cr_assert_eq(dotdb_count(db, "gone", NULL, &n), DOTDB_ENOCOLL);
+    /* and a batch after it is applied ahead again */
+    const char *k1[] = {"{\"id\":\"k1\"}"}, *k2[] = {"{\"id\":\"k2\"}"};
+    raw_put(&r, WIRE_F_MORE, k1, 1);
+    raw_put(&r, 0, k2, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert_eq(coord_stat(db, "batches_applied_ahead"), ahead + 2);
+
+    /* overtaken by another connection's write, which goes first: the
+     * early part is undone and the batch applied whole at its end */
+    const char *e1[] = {"{\"id\":\"e1\"}"}, *e2[] = {"{\"id\":\"e2\"}"};
+    raw_put(&r, WIRE_F_MORE, e1, 1);
+    wait_applied(db, "raw", 7);
+    const char *doc = "{\"id\":\"between\"}";
+    cr_assert_eq(dotdb_put(db, "raw", doc, strlen(doc), NULL), DOTDB_OK, "not held up");
+    cr_assert(!doc_exists(db, "raw", "e1"));
+    cr_assert_eq(coord_stat(db, "batches_ahead_undone"), undone + 3);
+    before = commit_lsn(db);
+    raw_put(&r, 0, e2, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert_eq(commit_lsn(db), before + 1);
+    cr_assert(doc_exists(db, "raw", "e1") && doc_exists(db, "raw", "e2"));
+    cr_assert(doc_exists(db, "raw", "between"));
+    cr_assert_eq(coord_stat(db, "batches_applied_ahead"), ahead + 2, "that one was not");
+    /* and, other writers being about, the next ones are applied at their end */
+    const char *h1[] = {"{\"id\":\"h1\"}"}, *h2[] = {"{\"id\":\"h2\"}"};
+    raw_put(&r, WIRE_F_MORE, h1, 1);
+    raw_put(&r, 0, h2, 1);
+    cr_assert_eq(raw_answer(&r, msg, sizeof msg), DOTDB_OK, "%s", msg);
+    cr_assert(doc_exists(db, "raw", "h1") && doc_exists(db, "raw", "h2"));
+    cr_assert_eq(coord_stat(db, "batches_applied_ahead"), ahead + 2);
+
+    /* a restart finds exactly what was committed */
+    close(r.fd);
+    dotdb_close(db);
+    h_stop(&c);
+    h_start(&c);
+    db = h_open(&c);
+    cr_assert_eq(dotdb_count(db, "raw", NULL, &n), DOTDB_OK, "%s", dotdb_errmsg(db));
+    cr_assert_eq(n, 11, "a1-a4, k1, k2, between, e1, e2, h1, h2");
+    cr_assert(!doc_exists(db, "raw", "d1"));
+    cr_assert_eq(dotdb_count(db, "gone", NULL, &n), DOTDB_ENOCOLL);
     dotdb_close(db);
     h_stop(&c);
     h_cleanup(&c);
