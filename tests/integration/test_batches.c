@@ -10,6 +10,7 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -585,6 +586,59 @@ Test(batches, a_batch_applied_as_it_comes_stays_invisible_until_its_end, .timeou
     cr_assert_eq(n, 11, "a1-a4, k1, k2, between, e1, e2, h1, h2");
     cr_assert(!doc_exists(db, "raw", "d1"));
     cr_assert_eq(dotdb_count(db, "gone", NULL, &n), DOTDB_ENOCOLL);
+    dotdb_close(db);
+    h_stop(&c);
+    h_cleanup(&c);
+}
+
+/* A reader process counting the collection while large batches are
+ * applied as they come sees whole batches only: 0, N, 2N, ... */
+Test(batches, a_reader_sees_whole_batches_while_they_are_applied_as_they_come, .timeout = 120)
+{
+    coord c;
+    h_init(&c, NULL);
+    h_start(&c);
+    enum { ROUNDS = 4, N = 12000 };
+    int stop[2];
+    cr_assert_eq(pipe(stop), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        close(stop[1]);
+        dotdb *rd = h_open(&c);
+        struct pollfd pfd = {.fd = stop[0], .events = POLLIN};
+        uint64_t counts = 0, partial = 0;
+        while (poll(&pfd, 1, 0) == 0) {
+            uint64_t n = 0;
+            int rc = dotdb_count(rd, "whole", NULL, &n);
+            if (rc == DOTDB_ENOCOLL)
+                continue;
+            if (rc != DOTDB_OK || n % N != 0)
+                partial++;
+            counts++;
+        }
+        dotdb_close(rd);
+        _exit(partial ? 1 : counts ? 0 : 2);
+    }
+    close(stop[0]);
+    dotdb *db = h_open(&c);
+    uint64_t ahead = coord_stat(db, "batches_applied_ahead");
+    for (int r = 0; r < ROUNDS; r++) {
+        char prefix[8];
+        snprintf(prefix, sizeof prefix, "r%d_", r);
+        size_t len, stored = 0;
+        char *t = docs_text(N, prefix, N, &len);
+        cr_assert_gt(len, 1u << 20, "sent in fragments");
+        cr_assert_eq(dotdb_put_many(db, "whole", t, len, &stored), DOTDB_OK, "%s",
+                     dotdb_errmsg(db));
+        cr_assert_eq(stored, N);
+        free(t);
+        usleep(20000); /* let the reader count between batches too */
+    }
+    cr_assert_eq(coord_stat(db, "batches_applied_ahead"), ahead + ROUNDS);
+    close(stop[1]);
+    int st = h_wait(kid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the reader saw part of a batch (1) or never counted (2): status %d", st);
     dotdb_close(db);
     h_stop(&c);
     h_cleanup(&c);
