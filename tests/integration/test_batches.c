@@ -21,16 +21,20 @@
 
 /* ---- helpers ---- */
 
-static uint64_t commit_lsn(dotdb *db)
+/* coordinator.<key> of the statistics. */
+static uint64_t coord_stat(dotdb *db, const char *key)
 {
-    char *s = NULL;
+    char *s = NULL, want[64];
     cr_assert_eq(dotdb_stats(db, NULL, &s, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
-    const char *p = strstr(s, "\"commit_lsn\":");
-    cr_assert_not_null(p);
-    uint64_t lsn = strtoull(p + 13, NULL, 10);
+    snprintf(want, sizeof want, "\"%s\":", key);
+    const char *p = strstr(s, want);
+    cr_assert_not_null(p, "stats has %s", key);
+    uint64_t v = strtoull(p + strlen(want), NULL, 10);
     dotdb_free(s);
-    return lsn;
+    return v;
 }
+
+static uint64_t commit_lsn(dotdb *db) { return coord_stat(db, "commit_lsn"); }
 
 /* n documents as JSON lines, ids "<prefix><i>"; document `bad` (if < n)
  * is malformed JSON. */
@@ -454,19 +458,6 @@ Test(batches, other_connections_commit_while_a_batch_is_in_fragments, .timeout =
 }
 
 /* ---- fragments applied as they come (coordinator/server.c apply_ahead) ---- */
-
-/* coordinator.<key> of the statistics. */
-static uint64_t coord_stat(dotdb *db, const char *key)
-{
-    char *s = NULL, want[64];
-    cr_assert_eq(dotdb_stats(db, NULL, &s, NULL), DOTDB_OK, "%s", dotdb_errmsg(db));
-    snprintf(want, sizeof want, "\"%s\":", key);
-    const char *p = strstr(s, want);
-    cr_assert_not_null(p, "stats has %s", key);
-    uint64_t v = strtoull(p + strlen(want), NULL, 10);
-    dotdb_free(s);
-    return v;
-}
 
 /* The documents the coordinator has applied to `coll` (its statistics
  * count what is applied, committed or not); UINT64_MAX: no collection. */
