@@ -715,6 +715,11 @@ static int64_t wall_ms(void)
 
 static uint64_t max_frame(const server *srv);
 
+/* After another session's write undid a batch's early part, this many
+ * batches in fragments are applied whole at their end: with several
+ * sessions writing at once the early work would mostly be undone. */
+#define AHEAD_SKIP 8
+
 /*
  * A batch in fragments is applied as it comes (docs/ARCHITECTURE.md): the
  * fragment p[0..len), just checked and added, is applied now at the LSN
@@ -726,11 +731,6 @@ static uint64_t max_frame(const server *srv);
  * applied whole, as every batch in fragments did before.  Returns 1 when
  * the fragment was applied.
  */
-/* After another session's write undid a batch's early part, this many
- * batches in fragments are applied whole at their end: with several
- * sessions writing at once the early work would mostly be undone. */
-#define AHEAD_SKIP 8
-
 static int apply_ahead(session *s, const uint8_t *p, size_t len)
 {
     server *srv = s->srv;
