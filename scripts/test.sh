@@ -53,8 +53,8 @@ TSAN_OPTIONS=halt_on_error=1 "$tsan/tests/put_many_threads" "$PWD/$tsan/dotdbd" 
 # the run (a SIGKILLed coordinator could not fail a test by its exit code).
 cmake --build "$tsan" -j"$jobs" --target dotdbd >/dev/null
 tsan_logs=$(mktemp -d "${TMPDIR:-/tmp}/dotdb-tsan.XXXXXX")
-echo "ThreadSanitizer coordinator: test_multiprocess test_storage test_txn crash_matrix"
-for t in test_multiprocess test_storage test_txn; do
+echo "ThreadSanitizer coordinator: test_multiprocess test_storage test_txn test_batches crash_matrix"
+for t in test_multiprocess test_storage test_txn test_batches; do
   DOTDB_TEST_DOTDBD="$PWD/$tsan/dotdbd" TSAN_OPTIONS="halt_on_error=1:log_path=$tsan_logs/report" \
     "$build/tests/$t" --jobs 1 || status=1
 done
