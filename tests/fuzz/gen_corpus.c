@@ -305,6 +305,23 @@ static void compact_seeds(void)
     frame(&s, WIRE_OP_BATCH, 8 | 1 | 4, 0, b.data, b.len);
     frame(&s, WIRE_OP_STATS, 0, 0, "users", 5);
     put("fuzz_engine", "seed-compact", s.data, s.len);
+
+    /* batches applied as they come (bit 4): committed; overtaken and
+     * applied whole (bit 5); one holding a delete, applied whole; with a
+     * duplicate id and a new collection */
+    s.len = 0;
+    b.len = 0;
+    for (size_t i = 1; i < sizeof docs / sizeof docs[0]; i++)
+        cop(&b, 0x80 | BOP_PUT, 0, "ahead", NULL, docs[i], strlen(docs[i]));
+    cop(&b, 0x80 | BOP_PUT, 0, "ahead", NULL, docs[1], strlen(docs[1]));
+    frame(&s, WIRE_OP_BATCH, 8 | 16, 0, b.data, b.len);
+    frame(&s, WIRE_OP_BATCH, 8 | 16 | 32 | 1, 0, b.data, b.len);
+    cop(&b, BOP_DELETE, 0, "ahead", "n", NULL, 0);
+    frame(&s, WIRE_OP_BATCH, 8 | 16 | 2, 0, b.data, b.len);
+    b.len = 0;
+    cop(&b, 0x80 | BOP_PUT, 0, "fresh", NULL, docs[2], strlen(docs[2]));
+    frame(&s, WIRE_OP_BATCH, 8 | 16 | 1 | 4, 0, b.data, b.len);
+    put("fuzz_engine", "seed-ahead", s.data, s.len);
     dbuf_free(&s);
     dbuf_free(&b);
 }
