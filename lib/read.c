@@ -274,8 +274,6 @@ static int encode_put(dotdb *db, conn *c, const char *coll, size_t coll_len, con
     return rc;
 }
 
-enum { CHUNK_TODO, CHUNK_BUSY, CHUNK_DONE };
-
 /* json[from..to): documents, if `from` really starts one.  Chunk k+1's
  * `from` is a guess (a line opening an object may open a nested object of
  * a document that spans lines); it holds when chunk k's encoder, which
@@ -287,7 +285,7 @@ typedef struct pm_chunk {
     size_t start; /* the batch's count in frag */
     dbuf frag;    /* owned: the batch of those documents */
     int rc, why;  /* the first failure, at document n of the chunk */
-    int state;    /* CHUNK_*, under pm_par.mu */
+    int done;     /* encoded (under pm_par.mu; taken: index < next) */
     char msg[512];
 } pm_chunk;
 
@@ -376,7 +374,6 @@ static int pm_take(pm_par *pp, size_t *k)
     if (pp->stop || pp->next == pp->nch || pp->next >= pp->sent + PUT_MANY_AHEAD)
         return 0;
     *k = pp->next++;
-    pp->ch[*k].state = CHUNK_BUSY;
     return 1;
 }
 
@@ -389,7 +386,7 @@ static int pm_work(pm_par *pp)
     pthread_mutex_unlock(&pp->mu);
     pm_encode(pp, &pp->ch[k]);
     pthread_mutex_lock(&pp->mu);
-    pp->ch[k].state = CHUNK_DONE;
+    pp->ch[k].done = 1;
     pthread_cond_broadcast(&pp->cv);
     return 1;
 }
@@ -445,7 +442,7 @@ static int pm_send(pm_par *pp, dbuf *b, size_t *start, size_t *pos, size_t *n, c
     pthread_mutex_lock(&pp->mu);
     while (pp->sent < pp->nch) {
         pm_chunk *k = &pp->ch[pp->sent];
-        if (k->state != CHUNK_DONE) {
+        if (!k->done) {
             if (!pm_work(pp))
                 pthread_cond_wait(&pp->cv, &pp->mu);
             continue;
